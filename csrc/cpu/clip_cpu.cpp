@@ -1,0 +1,141 @@
+// clip_ on CPU: argument checks (shared with CUDA) and the vectorised multi-tensor clamp.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/MemoryOverlap.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/irange.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <map>
+
+#include "clip.h"
+#include "segments.h"
+
+namespace pygan {
+
+namespace {
+
+bool is_supported_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+}  // namespace
+
+// Declared in clip.h; also used by rmsprop_step_ (its parameters and clip bounds).
+void check_float_strided(const at::Tensor& t, const char* op, const char* arg, int64_t index) {
+  TORCH_CHECK_TYPE(t.defined(), op, ": ", arg, "[", index, "] is undefined");
+  TORCH_CHECK_TYPE(t.layout() == at::kStrided, op, ": ", arg, "[", index, "] has layout ", t.layout(),
+                   "; expected a dense (strided) tensor");
+  TORCH_CHECK_TYPE(is_supported_float(t.scalar_type()), op, ": ", arg, "[", index, "] has dtype ",
+                   t.scalar_type(), "; expected float16, bfloat16, float32 or float64");
+}
+
+void check_writable(const at::Tensor& t, const char* op, const char* arg, int64_t index) {
+  TORCH_CHECK_VALUE(at::has_internal_overlap(t) != at::MemOverlap::Yes, op, ": ", arg, "[", index,
+                    "] has elements that share memory (an expand()ed tensor?); it cannot be updated "
+                    "in place");
+}
+
+ClipBounds check_bounds(std::optional<double> min, std::optional<double> max, const char* op,
+                        const char* min_name, const char* max_name) {
+  TORCH_CHECK_VALUE(!min || !std::isnan(*min), op, ": ", min_name, " is NaN; expected a number or None");
+  TORCH_CHECK_VALUE(!max || !std::isnan(*max), op, ": ", max_name, " is NaN; expected a number or None");
+  const double lo = min ? *min : -INFINITY;
+  const double hi = max ? *max : INFINITY;
+  TORCH_CHECK_VALUE(lo <= hi, op, ": ", min_name, " (", lo, ") is greater than ", max_name, " (", hi,
+                    ")");
+  return {lo, hi};
+}
+
+ClipBounds check_clip_args(at::TensorList tensors, std::optional<double> min,
+                           std::optional<double> max) {
+  TORCH_CHECK_VALUE(min.has_value() || max.has_value(),
+                    "clip_: at least one of min and max must not be None");
+  const ClipBounds bounds = check_bounds(min, max, "clip_", "min", "max");
+  for (const auto i : c10::irange(tensors.size())) {
+    check_float_strided(tensors[i], "clip_", "tensors", i);
+    check_writable(tensors[i], "clip_", "tensors", i);
+  }
+  return bounds;
+}
+
+namespace {
+
+struct ClipSegment {
+  void* data;
+  int64_t numel;
+};
+
+// The same expression as torch's clamp_scalar CPU kernel (vec::minimum(vec::maximum(a, lo), hi) and
+// std::min(std::max(a, lo), hi)), with the bounds first converted to scalar_t as torch does: results
+// match torch.clamp, and NaN propagates.
+template <typename scalar_t>
+void clamp_run(scalar_t* data, int64_t n, scalar_t lo, scalar_t hi) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t i = 0;
+  if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+    const Vec lo_vec(lo), hi_vec(hi);
+    for (; i + Vec::size() <= n; i += Vec::size()) {
+      at::vec::minimum(at::vec::maximum(Vec::loadu(data + i), lo_vec), hi_vec).store(data + i);
+    }
+  } else {
+    // NOTE: [16-bit floats clamp in float32]
+    // torch 2.13's AVX512 vec::maximum/minimum for Vectorized<Half/BFloat16> broadcast the NaN
+    // bitmask itself (_mm512_set1_epi32(mask)) instead of a per-lane all-ones mask, so lanes next to
+    // a NaN come out wrong. Clamping in float32 avoids it and is exact: the element and the bounds
+    // (already rounded to scalar_t) are representable in scalar_t, so min/max returns one of them.
+    using fVec = at::vec::Vectorized<float>;
+    const fVec lo_vec(static_cast<float>(lo)), hi_vec(static_cast<float>(hi));
+    for (; i + Vec::size() <= n; i += Vec::size()) {
+      auto [a, b] = at::vec::convert_to_float<scalar_t>(Vec::loadu(data + i));
+      a = at::vec::minimum(at::vec::maximum(a, lo_vec), hi_vec);
+      b = at::vec::minimum(at::vec::maximum(b, lo_vec), hi_vec);
+      at::vec::convert_from_float<scalar_t>(a, b).store(data + i);
+    }
+  }
+  for (; i < n; ++i) data[i] = std::min(std::max(data[i], lo), hi);
+}
+
+}  // namespace
+
+void clip_cpu_impl(at::TensorList tensors, ClipBounds bounds) {
+  // Group flat tensors by dtype; the rare non-flat one (a strided view) uses torch's own clamp_.
+  std::map<at::ScalarType, std::vector<ClipSegment>> groups;
+  for (const auto& t : tensors) {
+    if (t.numel() == 0) continue;
+    if (is_flat(t)) {
+      groups[t.scalar_type()].push_back({t.data_ptr(), t.numel()});
+    } else {
+      at::clamp_(const_cast<at::Tensor&>(t), bounds.lo, bounds.hi);
+    }
+  }
+  for (const auto& [dtype, segments] : groups) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pygan::clip_", [&] {
+      const auto lo = static_cast<scalar_t>(bounds.lo);
+      const auto hi = static_cast<scalar_t>(bounds.hi);
+      parallel_over_segments(segments, at::internal::GRAIN_SIZE,
+                             [&](const ClipSegment& s, int64_t begin, int64_t end) {
+                               clamp_run(static_cast<scalar_t*>(s.data) + begin, end - begin, lo, hi);
+                             });
+    });
+  }
+}
+
+namespace {
+
+void clip_cpu(at::TensorList tensors, std::optional<double> min, std::optional<double> max) {
+  const ClipBounds bounds = check_clip_args(tensors, min, max);
+  for (const auto i : c10::irange(tensors.size())) {
+    TORCH_CHECK_VALUE(tensors[i].device().is_cpu(), "clip_: tensors[", i, "] is on ",
+                      tensors[i].device(), "; the CPU kernel takes CPU tensors only");
+  }
+  clip_cpu_impl(tensors, bounds);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pygan, CPU, m) { m.impl("clip_", clip_cpu); }
+
+}  // namespace pygan

@@ -1,0 +1,12 @@
+"""pygan: fused PyTorch ops for GAN training and exact optimal transport.
+
+Importing pygan is cheap: the C++/CUDA extension is compiled (once, cached) on the first op call.
+See README.md and docs/ for usage.
+"""
+
+from pygan import ops, optim, reference
+from pygan._build import PyganExtensionWarning
+
+__version__ = "0.1.0"
+
+__all__ = ["ops", "optim", "reference", "PyganExtensionWarning", "__version__"]

@@ -1,0 +1,249 @@
+"""pygan's fused ops: thin typed wrappers over ``torch.ops.pygan`` with the reference as fallback.
+
+The ops are real torch ops (schemas in ``csrc/pygan.cpp``), so they work with ``torch.compile``,
+``torch.library.opcheck`` and fake tensors. When the extension cannot be built, the same functions run
+``pygan.reference`` after one ``PyganExtensionWarning`` (``PYGAN_REQUIRE_EXT=1`` makes that an error).
+Arguments are validated completely before any tensor is modified, on both paths.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from pygan import _build, reference
+
+__all__ = ["clip_", "rmsprop_step_"]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _use_ext() -> bool:
+    # One indirection so tests can run every op through the reference path too.
+    return _build.load()
+
+
+def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str) -> list[torch.Tensor]:
+    if isinstance(tensors, torch.Tensor):
+        return [tensors]
+    if not isinstance(tensors, list):
+        if not isinstance(tensors, Iterable):
+            raise TypeError(f"{name} must be a tensor or an iterable of tensors, got {type(tensors).__name__}")
+        tensors = list(tensors)
+    for i, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}[{i}] is a {type(t).__name__}; expected a torch.Tensor")
+    return tensors
+
+
+def _as_bound(value, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number or None, got {type(value).__name__}")
+    return float(value)
+
+
+# ---- Python twins of the C++ argument checks (csrc/cpu/*_cpu.cpp), used on the fallback path. ----
+
+def _check_float_strided(t: torch.Tensor, op: str, arg: str, i: int) -> None:
+    if t.layout != torch.strided:
+        raise TypeError(f"{op}: {arg}[{i}] has layout {t.layout}; expected a dense (strided) tensor")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: {arg}[{i}] has dtype {t.dtype}; expected float16, bfloat16, float32 or float64")
+
+
+def _check_writable(t: torch.Tensor, op: str, arg: str, i: int) -> None:
+    if torch._debug_has_internal_overlap(t) == 1:  # 1: MemOverlap::Yes
+        raise ValueError(f"{op}: {arg}[{i}] has elements that share memory (an expand()ed tensor?); "
+                         "it cannot be updated in place")
+
+
+def _check_bounds(lo: float | None, hi: float | None, op: str, lo_name: str, hi_name: str) -> None:
+    for value, name in ((lo, lo_name), (hi, hi_name)):
+        if value is not None and math.isnan(value):
+            raise ValueError(f"{op}: {name} is NaN; expected a number or None")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"{op}: {lo_name} ({lo}) is greater than {hi_name} ({hi})")
+
+
+def _check_clip_args(tensors: Sequence[torch.Tensor], min: float | None, max: float | None) -> None:
+    if min is None and max is None:
+        raise ValueError("clip_: at least one of min and max must not be None")
+    _check_bounds(min, max, "clip_", "min", "max")
+    for i, t in enumerate(tensors):
+        _check_float_strided(t, "clip_", "tensors", i)
+        _check_writable(t, "clip_", "tensors", i)
+
+
+def _check_rmsprop_args(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                        weight_decay, momentum, centered, clip_min, clip_max) -> None:
+    op = "rmsprop_step_"
+    for value, name in ((lr, "lr"), (alpha, "alpha"), (eps, "eps"), (weight_decay, "weight_decay"),
+                        (momentum, "momentum")):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{op}: {name} must be a finite number >= 0, got {value}")
+    n = len(params)
+    for lst, expected, name, when in (
+        (grads, n, "grads", "one per parameter"),
+        (square_avgs, n, "square_avgs", "one per parameter"),
+        (momentum_buffers, n if momentum > 0 else 0, "momentum_buffers",
+         "one per parameter when momentum > 0, none otherwise"),
+        (grad_avgs, n if centered else 0, "grad_avgs", "one per parameter when centered, none otherwise"),
+    ):
+        if len(lst) != expected:
+            raise ValueError(f"{op}: {name} has {len(lst)} tensors; expected {expected} ({when})")
+    for i, p in enumerate(params):
+        _check_float_strided(p, op, "params", i)
+        _check_writable(p, op, "params", i)
+        if grads[i].layout != torch.strided:
+            raise TypeError(f"{op}: grads[{i}] is sparse; RMSprop does not support sparse gradients")
+        companions = [(grads, "grads"), (square_avgs, "square_avgs")]
+        companions += [(momentum_buffers, "momentum_buffers")] if momentum > 0 else []
+        companions += [(grad_avgs, "grad_avgs")] if centered else []
+        for lst, name in companions:
+            t = lst[i]
+            _check_float_strided(t, op, name, i)
+            if t.shape != p.shape:
+                raise ValueError(f"{op}: {name}[{i}] has shape {list(t.shape)} but params[{i}] has shape {list(p.shape)}")
+            if t.dtype != p.dtype:
+                raise TypeError(f"{op}: {name}[{i}] has dtype {t.dtype} but params[{i}] has dtype {p.dtype}")
+            if t.device != p.device:
+                raise ValueError(f"{op}: {name}[{i}] is on {t.device} but params[{i}] is on {p.device}")
+            if name != "grads":
+                _check_writable(t, op, name, i)
+    if clip_min is not None or clip_max is not None:
+        _check_bounds(clip_min, clip_max, op, "clip_min", "clip_max")
+
+
+# ---- Public ops. ----
+
+def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max: float | None) -> None:
+    """Clamp every element of every tensor to [min, max], in place, in one pass (WGAN weight clipping).
+
+    The drop-in replacement for ``for p in critic.parameters(): p.data.clamp_(-c, c)``. Like that loop
+    it is a parameter update, not a differentiable op: it may be called on leaf parameters that require
+    grad, outside ``torch.no_grad()``, and records nothing for autograd (version counters are bumped,
+    so a tensor saved for backward and clipped before backward is still reported by autograd).
+
+    Results are exactly ``torch.clamp``'s: bounds are first rounded to each tensor's dtype, and NaN
+    elements stay NaN.
+
+    Args:
+        tensors: a tensor or an iterable of tensors (e.g. ``critic.parameters()``): float16, bfloat16,
+            float32 or float64, any shapes, contiguous or not, on CPU or CUDA (a mixed list is handled
+            per device).
+        min: lower bound, or None for none.
+        max: upper bound, or None for none.
+
+    Returns:
+        None. The tensors are modified in place.
+
+    Raises:
+        TypeError: a non-floating, complex or sparse tensor, or a bound that is not a real number.
+        ValueError: both bounds None, a NaN bound, min > max, or a tensor whose elements overlap in
+            memory. Nothing is modified when an error is raised.
+    """
+    # Fast path for the common call (a list and float bounds): per-element checks happen in C++.
+    if type(tensors) is not list:
+        tensors = _as_tensor_list(tensors, "tensors")
+    lo = min if type(min) is float else _as_bound(min, "min")
+    hi = max if type(max) is float else _as_bound(max, "max")
+    if tensors and _use_ext():
+        try:
+            torch.ops.pygan.clip_.default(tensors, lo, hi)
+        except RuntimeError:  # includes NotImplementedError, e.g. a sparse tensor reaching the dispatcher
+            # Errors the dispatcher raises before our checks run: re-check in Python for a clear one.
+            _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
+            raise
+    else:
+        _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
+        reference.clip_(tensors, lo, hi)
+
+
+def rmsprop_step_(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    square_avgs: Sequence[torch.Tensor],
+    momentum_buffers: Sequence[torch.Tensor] = (),
+    grad_avgs: Sequence[torch.Tensor] = (),
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+    clip_min: float | None = None,
+    clip_max: float | None = None,
+) -> None:
+    """One fused torch.optim.RMSprop step over many parameters, then the clamp to [clip_min, clip_max].
+
+    The functional form behind :class:`pygan.optim.ClippedRMSprop` (which most users want instead).
+    Every element of every tensor is read and written once. The update is torch's, in torch's order
+    of operations (``eps`` is added after the square root); float16/bfloat16 are computed in float32
+    and rounded once.
+
+    Args:
+        params: parameters, updated in place.
+        grads: their gradients, same shapes, dtypes and devices.
+        square_avgs: running averages of squared gradients, updated in place.
+        momentum_buffers: one per parameter when ``momentum > 0``, else empty; updated in place.
+        grad_avgs: one per parameter when ``centered``, else empty; updated in place.
+        lr, alpha, eps, weight_decay, momentum, centered, maximize: as in ``torch.optim.RMSprop``.
+        clip_min, clip_max: bounds of the clamp after the update; both None means no clamp.
+
+    Returns:
+        None.
+
+    Raises:
+        TypeError / ValueError: naming the argument, before anything is modified.
+    """
+    lists = [_as_tensor_list(x, name) for x, name in (
+        (params, "params"), (grads, "grads"), (square_avgs, "square_avgs"),
+        (momentum_buffers, "momentum_buffers"), (grad_avgs, "grad_avgs"))]
+    bounds = [_as_bound(clip_min, "clip_min"), _as_bound(clip_max, "clip_max")]
+    _rmsprop_step(lists, float(lr), float(alpha), float(eps), float(weight_decay), float(momentum),
+                  bool(centered), bool(maximize), *bounds)
+
+
+def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max):
+    # Shared by rmsprop_step_ and ClippedRMSprop.step (whose lists are already lists of tensors).
+    if lists[0] and _use_ext():
+        try:
+            torch.ops.pygan.rmsprop_step_.default(*lists, lr, alpha, eps, weight_decay, momentum,
+                                                  centered, maximize, clip_min, clip_max)
+        except RuntimeError:  # see clip_: errors from the dispatcher before our checks ran
+            _check_rmsprop_args(*lists, lr, alpha, eps, weight_decay, momentum, centered, clip_min, clip_max)
+            raise
+    else:
+        _check_rmsprop_args(*lists, lr, alpha, eps, weight_decay, momentum, centered, clip_min, clip_max)
+        reference.rmsprop_step_(*lists, lr, alpha, eps, weight_decay, momentum, centered, maximize,
+                                clip_min, clip_max)
+
+
+_registered = False
+
+
+def _register_python_parts() -> None:
+    """Fake (meta) kernels for torch.compile / FakeTensor; called once after the library loads."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+
+    # Both ops only mutate their inputs in place and return nothing, so shapes need no propagation.
+    @torch.library.register_fake("pygan::clip_")
+    def _clip_fake(tensors, min, max):
+        return None
+
+    @torch.library.register_fake("pygan::rmsprop_step_")
+    def _rmsprop_step_fake(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                           weight_decay, momentum, centered, maximize, clip_min, clip_max):
+        return None
