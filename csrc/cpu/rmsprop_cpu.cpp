@@ -224,6 +224,7 @@ void rmsprop_step_cpu_impl(at::TensorList params, at::TensorList grads, at::Tens
   std::map<at::ScalarType, std::vector<RMSpropSegment>> groups;
   // Parameters whose tensors do not share a flat layout run on contiguous copies, copied back after.
   std::vector<std::pair<at::Tensor, at::Tensor>> copy_back;  // (original, temporary)
+  std::vector<at::Tensor> keep_alive;  // read-only temporaries (grads) the segments point into
   const at::Tensor none;
   for (const auto i : c10::irange(params.size())) {
     if (params[i].numel() == 0) continue;
@@ -235,6 +236,7 @@ void rmsprop_step_cpu_impl(at::TensorList params, at::TensorList grads, at::Tens
         if (!t.defined() || t.is_contiguous()) return t;
         at::Tensor c = t.contiguous();
         if (mutated) copy_back.emplace_back(t, c);
+        else keep_alive.push_back(c);
         return c;
       };
       p = contiguous_copy(p, true);
