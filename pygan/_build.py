@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "is_loaded"]
+__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "is_loaded", "build_prebuilt"]
 
 _EXT_NAME = "pygan_ext"
 
@@ -112,6 +112,25 @@ _CAPABILITY_FLAGS = {
 }
 
 
+def _fix_cuda_home() -> None:
+    """Point torch at a real CUDA toolkit when its guess is wrong.
+
+    torch guesses CUDA_HOME from `which nvcc` when the variable is unset; where nvcc is a wrapper
+    script (e.g. /usr/local/bin/nvcc) that gives /usr/local and the link fails (-lcudart not found).
+    """
+    from torch.utils import cpp_extension
+
+    def is_toolkit(path) -> bool:
+        return path is not None and (Path(path) / "include" / "cuda_runtime.h").is_file()
+
+    if not is_toolkit(cpp_extension.CUDA_HOME):
+        for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+            if is_toolkit(candidate):
+                cpp_extension.CUDA_HOME = candidate
+                os.environ["CUDA_HOME"] = candidate
+                return
+
+
 def _cuda_arch_list() -> str:
     if os.environ.get("TORCH_CUDA_ARCH_LIST"):
         return os.environ["TORCH_CUDA_ARCH_LIST"]
@@ -128,7 +147,8 @@ def _build_settings() -> dict:
     if cuda:
         sources += sorted((src / "cuda").glob("*.cu"))
     cap = cpu_capability()
-    cflags = ["-O3", "-std=c++17", "-fno-math-errno", *_CAPABILITY_FLAGS[cap]]
+    # No -std flag: torch adds the standard its headers need (C++17 for 2.13, C++20 for 2.14).
+    cflags = ["-O3", "-fno-math-errno", *_CAPABILITY_FLAGS[cap]]
     ldflags = []
     # NOTE: at::parallel_for is an inline template; with torch's OpenMP backend it is a bare
     # `#pragma omp parallel`, which without -fopenmp compiles to a serial loop. Linking with -fopenmp
@@ -137,7 +157,7 @@ def _build_settings() -> dict:
     if "parallel backend: OpenMP" in torch.__config__.parallel_info():
         cflags.append("-fopenmp")
         ldflags.append("-fopenmp")
-    cuda_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
+    cuda_flags = ["-O3", "--expt-relaxed-constexpr"]
     include_paths = [str(src)]
     if cuda:
         cuda_flags.append("-DPYGAN_WITH_CUDA")
@@ -188,21 +208,31 @@ def _exclusive(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _compile_and_load(result: BuildInfo) -> None:
+def _prebuilt_key() -> str:
+    flavour = f"cu{torch.version.cuda}" if torch.version.cuda else "cpu"
+    return f"torch {torch.__version__} {flavour} python {sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _prebuilt_library() -> Path | None:
+    """The library compiled at install time (PYGAN_BUILD_EXT=1), if it was built for this torch."""
+    prebuilt = Path(__file__).resolve().parent / "_prebuilt"
+    library, key = prebuilt / f"{_EXT_NAME}.so", prebuilt / "key.txt"
+    if library.is_file() and key.is_file() and key.read_text().strip() == _prebuilt_key():
+        return library
+    return None
+
+
+def _compile(settings: dict, build_dir: Path, verbose: bool) -> str:
+    """Compile (or reuse, if nothing changed) the extension in build_dir; returns the library path."""
     from torch.utils import cpp_extension
 
-    settings = _build_settings()
-    build_dir = _build_dir(settings)
-    result.build_dir = str(build_dir)
-    result.cuda_sources = settings["cuda"]
-    result.cpu_capability = settings["capability"]
-    result.sources = settings["sources"]
-    result.compiler = os.environ.get("CXX", "c++")
     if not cpp_extension.is_ninja_available():
         raise RuntimeError("ninja is not installed (pip install ninja)")
-    if shutil.which(result.compiler) is None:
-        raise RuntimeError(f"no C++ compiler found (looked for {result.compiler!r}; set CXX)")
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler found (looked for {compiler!r}; set CXX)")
     if settings["cuda"]:
+        _fix_cuda_home()
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", settings["arch"])
     build_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(build_dir.with_name(build_dir.name + ".lock")):
@@ -213,7 +243,9 @@ def _compile_and_load(result: BuildInfo) -> None:
         if not (build_dir / f"{_EXT_NAME}.so").exists():
             print(f"pygan: compiling the C++{'/CUDA' if settings['cuda'] else ''} extension "
                   f"(first use only) in {build_dir} ...", file=sys.stderr, flush=True)
-        result.library = cpp_extension.load(
+        # With is_python_module=False this builds (only what changed) and loads the library with
+        # torch.ops.load_library, which registers the ops under torch.ops.pygan.
+        cpp_extension.load(
             name=_EXT_NAME,
             sources=settings["sources"],
             extra_cflags=settings["cflags"],
@@ -223,9 +255,45 @@ def _compile_and_load(result: BuildInfo) -> None:
             build_directory=str(build_dir),
             with_cuda=settings["cuda"],
             is_python_module=False,
-            verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")),
+            verbose=verbose,
         )
+    return str(build_dir / f"{_EXT_NAME}.so")
+
+
+def _compile_and_load(result: BuildInfo) -> None:
+    result.compiler = os.environ.get("CXX", "c++")
+    prebuilt = _prebuilt_library()
+    if prebuilt is not None:
+        result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
+        torch.ops.load_library(str(prebuilt))
+        result.cuda_sources = torch._C._dispatch_has_kernel_for_dispatch_key("pygan::clip_", "CUDA")
+        result.loaded = True
+        return
+    settings = _build_settings()
+    build_dir = _build_dir(settings)
+    result.build_dir = str(build_dir)
+    result.cuda_sources = settings["cuda"]
+    result.cpu_capability = settings["capability"]
+    result.sources = settings["sources"]
+    result.library = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
     result.loaded = True
+
+
+def build_prebuilt(target: Path) -> Path:
+    """Compile the extension into ``target`` (``pip install`` with PYGAN_BUILD_EXT=1 calls this).
+
+    Args:
+        target: the directory to hold ``pygan_ext.so`` and ``key.txt`` (the torch it was built for).
+
+    Returns:
+        The library's path.
+    """
+    settings = _build_settings()
+    library = Path(_compile(settings, _build_dir(settings), verbose=True))
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(library, target / library.name)
+    (target / "key.txt").write_text(_prebuilt_key() + "\n")
+    return target / library.name
 
 
 def load() -> bool:

@@ -1,0 +1,55 @@
+"""Command line: ``python -m pygan info`` and ``python -m pygan bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    import pygan
+    from pygan import _build
+
+    info = _build.info()  # builds the extension if needed (and warns if it cannot)
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    rows = [
+        ("pygan", pygan.__version__),
+        ("python", platform.python_version()),
+        ("torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})"),
+        ("GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"),
+        ("threads", str(torch.get_num_threads())),
+        ("extension loaded", "yes" if info.loaded else f"no, using pygan.reference ({info.error})"),
+        ("CPU kernels", "yes" if info.loaded and has("pygan::clip_", "CPU") else "no"),
+        ("CUDA kernels", "yes" if info.loaded and has("pygan::clip_", "CUDA") else "no"),
+        ("CPU vector ISA", info.cpu_capability),
+        ("build directory", str(info.build_dir)),
+        ("library", str(info.library)),
+        ("compiler", str(info.compiler)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0 if info.loaded else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pygan`` (and the ``pygan`` console script)."""
+    parser = argparse.ArgumentParser(prog="python -m pygan", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="torch version, whether the extension is built, kernels, build directory, compiler")
+    bench = sub.add_parser("bench", help="run the benchmarks (python -m pygan bench --help)", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return _info(args)
+    from pygan.bench import main as bench_main
+
+    return bench_main(args.rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
