@@ -1,0 +1,37 @@
+"""pygan's benchmarks (installed as ``pygan.bench``; ``bench/`` in a checkout).
+
+``python -m pygan bench [--only clip,optim] [--device cpu|cuda|all] [--out DIR] [--quick] [--threads N]``
+calls :func:`main`; so do ``python -m bench`` in a checkout and ``pygan.bench.main([...])`` from Python.
+Each script also runs alone: ``python bench/clip.py``, ``python bench/optim.py``.
+See docs/benchmarks.md for what each row means.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = ("clip", "optim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks on the selected devices.
+
+    Args:
+        argv: command-line arguments without the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 when every benchmark ran (missed targets are reported, not failures);
+        a wrong result or a missing extension raises instead.
+    """
+    from . import _harness
+
+    args = _harness.parse_args(argv, "python -m pygan bench", with_only=True)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"--only: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    for device in _harness.devices(args.device):
+        for name in names:
+            # Imported lazily: `import pygan.bench` stays cheap, and a script's import error names it.
+            importlib.import_module(f"{__name__}.{name}").run(device, args.out, args.quick)
+    return 0
