@@ -53,6 +53,7 @@ class BuildInfo:
     cpu_capability: str = "default"
     compiler: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
+    module: object = dataclasses.field(default=None, repr=False)  # the compiled Python module
 
 
 _lock = threading.Lock()
@@ -143,7 +144,7 @@ def _cuda_arch_list() -> str:
 def _build_settings() -> dict:
     src = source_dir()
     cuda = want_cuda()
-    sources = [src / "pygan.cpp", *sorted((src / "cpu").glob("*.cpp"))]
+    sources = [src / "pygan.cpp", src / "python.cpp", *sorted((src / "cpu").glob("*.cpp"))]
     if cuda:
         sources += sorted((src / "cuda").glob("*.cu"))
     cap = cpu_capability()
@@ -222,8 +223,12 @@ def _prebuilt_library() -> Path | None:
     return None
 
 
-def _compile(settings: dict, build_dir: Path, verbose: bool) -> str:
-    """Compile (or reuse, if nothing changed) the extension in build_dir; returns the library path."""
+def _compile(settings: dict, build_dir: Path, verbose: bool):
+    """Compile (or reuse, if nothing changed) the extension in build_dir, and import it.
+
+    Returns:
+        The extension module (csrc/python.cpp); importing it registers the ops under torch.ops.pygan.
+    """
     from torch.utils import cpp_extension
 
     if not cpp_extension.is_ninja_available():
@@ -243,9 +248,8 @@ def _compile(settings: dict, build_dir: Path, verbose: bool) -> str:
         if not (build_dir / f"{_EXT_NAME}.so").exists():
             print(f"pygan: compiling the C++{'/CUDA' if settings['cuda'] else ''} extension "
                   f"(first use only) in {build_dir} ...", file=sys.stderr, flush=True)
-        # With is_python_module=False this builds (only what changed) and loads the library with
-        # torch.ops.load_library, which registers the ops under torch.ops.pygan.
-        cpp_extension.load(
+        # Builds only what changed, then imports the module, which registers the ops.
+        return cpp_extension.load(
             name=_EXT_NAME,
             sources=settings["sources"],
             extra_cflags=settings["cflags"],
@@ -254,18 +258,21 @@ def _compile(settings: dict, build_dir: Path, verbose: bool) -> str:
             extra_include_paths=settings["include_paths"],
             build_directory=str(build_dir),
             with_cuda=settings["cuda"],
-            is_python_module=False,
+            is_python_module=True,
             verbose=verbose,
         )
-    return str(build_dir / f"{_EXT_NAME}.so")
 
 
 def _compile_and_load(result: BuildInfo) -> None:
     result.compiler = os.environ.get("CXX", "c++")
     prebuilt = _prebuilt_library()
     if prebuilt is not None:
+        import importlib.util
+
         result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
-        torch.ops.load_library(str(prebuilt))
+        spec = importlib.util.spec_from_file_location(_EXT_NAME, prebuilt)
+        result.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(result.module)
         result.cuda_sources = torch._C._dispatch_has_kernel_for_dispatch_key("pygan::clip_", "CUDA")
         result.loaded = True
         return
@@ -275,7 +282,8 @@ def _compile_and_load(result: BuildInfo) -> None:
     result.cuda_sources = settings["cuda"]
     result.cpu_capability = settings["capability"]
     result.sources = settings["sources"]
-    result.library = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+    result.module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+    result.library = result.module.__file__
     result.loaded = True
 
 
@@ -289,7 +297,7 @@ def build_prebuilt(target: Path) -> Path:
         The library's path.
     """
     settings = _build_settings()
-    library = Path(_compile(settings, _build_dir(settings), verbose=True))
+    library = Path(_compile(settings, _build_dir(settings), verbose=True).__file__)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(library, target / library.name)
     (target / "key.txt").write_text(_prebuilt_key() + "\n")
@@ -345,6 +353,11 @@ def load() -> bool:
 def is_loaded() -> bool:
     """True if the extension is loaded (builds it on first call, like every op does)."""
     return load()
+
+
+def module():
+    """The compiled extension module (fast eager entry points), or None on the fallback path."""
+    return _info.module if _info is not None else None
 
 
 def info() -> BuildInfo:

@@ -156,9 +156,13 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
     hi = max if type(max) is float else _as_bound(max, "max")
     if tensors and _use_ext():
         try:
-            torch.ops.pygan.clip_.default(tensors, lo, hi)
-        except RuntimeError:  # includes NotImplementedError, e.g. a sparse tensor reaching the dispatcher
-            # Errors the dispatcher raises before our checks run: re-check in Python for a clear one.
+            if torch.compiler.is_compiling():
+                torch.ops.pygan.clip_.default(tensors, lo, hi)
+            else:  # the same op, through a cheaper argument parser (csrc/python.cpp)
+                _build.module().clip_(tensors, lo, hi)
+        except (RuntimeError, TypeError):
+            # Errors raised before our checks ran (a non-tensor element, a sparse tensor reaching the
+            # dispatcher): the Python checks name the argument. If they pass, the original stands.
             _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
             raise
     else:
@@ -216,10 +220,11 @@ def rmsprop_step_(
 def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max):
     # Shared by rmsprop_step_ and ClippedRMSprop.step (whose lists are already lists of tensors).
     if lists[0] and _use_ext():
+        step = (torch.ops.pygan.rmsprop_step_.default if torch.compiler.is_compiling()
+                else _build.module().rmsprop_step_)
         try:
-            torch.ops.pygan.rmsprop_step_.default(*lists, lr, alpha, eps, weight_decay, momentum,
-                                                  centered, maximize, clip_min, clip_max)
-        except RuntimeError:  # see clip_: errors from the dispatcher before our checks ran
+            step(*lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max)
+        except (RuntimeError, TypeError):  # see clip_
             _check_rmsprop_args(*lists, lr, alpha, eps, weight_decay, momentum, centered, clip_min, clip_max)
             raise
     else:

@@ -83,3 +83,27 @@ def test_two_processes_build_at_once_despite_a_stale_lock(tmp_path):
 def test_bad_cpu_capability_is_reported(value):
     out = run_python(SCRIPT, {"PYGAN_CPU_CAPABILITY": value, "PYGAN_REQUIRE_EXT": "1"})
     assert out.returncode != 0 and "PYGAN_CPU_CAPABILITY must be one of" in out.stderr
+
+
+def test_prebuilt_library_loads_without_a_compiler(tmp_path):
+    # What `PYGAN_BUILD_EXT=1 pip install --no-build-isolation .` does: compile into pygan/_prebuilt.
+    import shutil
+
+    import pygan
+
+    package = tmp_path / "pygan"
+    shutil.copytree(os.path.dirname(pygan.__file__), package,
+                    ignore=shutil.ignore_patterns("__pycache__", "_prebuilt", "csrc", "bench"))
+    build = run_python(f"from pathlib import Path; from pygan import _build; "
+                       f"_build.build_prebuilt(Path({str(package / '_prebuilt')!r}))", {})
+    assert build.returncode == 0, build.stderr
+    assert (package / "_prebuilt" / "key.txt").read_text().startswith("torch ")
+    # No compiler and no sources: only the prebuilt library can work.
+    code = SCRIPT + "print('library', pygan._build.info().library)\n"
+    env = {"CXX": "/nonexistent/c++", "PYGAN_REQUIRE_EXT": "1", "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600, env={**{k: v for k, v in os.environ.items()
+                                              if not k.startswith("PYGAN_") and k != "PYTHONPATH"}, **env})
+    assert out.returncode == 0, out.stderr
+    assert "warnings 0 loaded True" in out.stdout
+    assert os.path.join("_prebuilt", "pygan_ext.so") in out.stdout
