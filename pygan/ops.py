@@ -233,6 +233,14 @@ def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maxim
                                 clip_min, clip_max)
 
 
+def _increment_steps(steps: list[torch.Tensor]) -> None:
+    # ClippedRMSprop's per-parameter step counters (torch's RMSprop update does not read them).
+    if not torch.compiler.is_compiling() and _build.module() is not None:
+        _build.module().increment_(steps)
+    else:
+        torch._foreach_add_(steps, 1)
+
+
 _registered = False
 
 

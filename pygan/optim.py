@@ -165,5 +165,5 @@ class ClippedRMSprop(Optimizer):
                 group["eps"], group["weight_decay"], momentum, centered, group["maximize"],
                 None if clip is None else -clip, clip)
             # torch keeps a per-parameter step counter; RMSprop's update does not read it.
-            torch._foreach_add_(steps, 1)
+            ops._increment_steps(steps)
         return loss

@@ -285,3 +285,20 @@ def test_wgan_critic_update_end_to_end(device):
                     p.data.clamp_(-clip, clip)
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
+def test_step_counters_advance_like_torch(backend, default_dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(default_dtype)
+    try:
+        ours, theirs = critic(), critic()
+        a = ClippedRMSprop(ours.parameters(), lr=1e-3)
+        b = torch.optim.RMSprop(theirs.parameters(), lr=1e-3)
+        run(ours, a, 3)
+        run(theirs, b, 3)
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            assert a.state[p]["step"].dtype == b.state[q]["step"].dtype == default_dtype
+            assert float(a.state[p]["step"]) == float(b.state[q]["step"]) == 3
+    finally:
+        torch.set_default_dtype(old)
