@@ -38,6 +38,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m pygan`` (and the ``pygan`` console script)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own parser handles the rest, --help included
+        return _bench(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pygan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="torch version, whether the extension is built, kernels, build directory, compiler")
@@ -46,9 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info(args)
-    from pygan.bench import main as bench_main
+    return _bench(args.rest)
 
-    return bench_main(args.rest) or 0
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from pygan.bench import main as bench_main  # installed: bench/ ships as pygan.bench
+    except ImportError:  # a checkout used without installing: bench/ beside the pygan package
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench import main as bench_main
+
+    return bench_main(argv) or 0
 
 
 if __name__ == "__main__":

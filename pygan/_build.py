@@ -53,11 +53,11 @@ class BuildInfo:
     cpu_capability: str = "default"
     compiler: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
-    module: object = dataclasses.field(default=None, repr=False)  # the compiled Python module
 
 
 _lock = threading.Lock()
 _info: BuildInfo | None = None
+_module = None  # the compiled extension module (csrc/python.cpp) once loaded
 
 
 def _env_flag(name: str) -> bool | None:
@@ -263,7 +263,8 @@ def _compile(settings: dict, build_dir: Path, verbose: bool):
         )
 
 
-def _compile_and_load(result: BuildInfo) -> None:
+def _compile_and_load(result: BuildInfo):
+    """Load the prebuilt library or JIT-compile one; fills `result` and returns the module."""
     result.compiler = os.environ.get("CXX", "c++")
     prebuilt = _prebuilt_library()
     if prebuilt is not None:
@@ -271,20 +272,21 @@ def _compile_and_load(result: BuildInfo) -> None:
 
         result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
         spec = importlib.util.spec_from_file_location(_EXT_NAME, prebuilt)
-        result.module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(result.module)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
         result.cuda_sources = torch._C._dispatch_has_kernel_for_dispatch_key("pygan::clip_", "CUDA")
         result.loaded = True
-        return
+        return module
     settings = _build_settings()
     build_dir = _build_dir(settings)
     result.build_dir = str(build_dir)
     result.cuda_sources = settings["cuda"]
     result.cpu_capability = settings["capability"]
     result.sources = settings["sources"]
-    result.module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
-    result.library = result.module.__file__
+    module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+    result.library = module.__file__
     result.loaded = True
+    return module
 
 
 def build_prebuilt(target: Path) -> Path:
@@ -314,7 +316,7 @@ def load() -> bool:
     Raises:
         RuntimeError: the build failed and ``PYGAN_REQUIRE_EXT=1`` is set.
     """
-    global _info
+    global _info, _module
     if _info is not None:
         return _info.loaded
     with _lock:
@@ -325,7 +327,7 @@ def load() -> bool:
             result.error = "disabled by PYGAN_DISABLE_EXT=1"
         else:
             try:
-                _compile_and_load(result)
+                _module = _compile_and_load(result)
             except Exception as exc:  # any build/load failure means the fallback (or an error)
                 result.error = f"{type(exc).__name__}: {exc}"
         if not result.loaded and _env_flag("PYGAN_REQUIRE_EXT"):
@@ -357,7 +359,7 @@ def is_loaded() -> bool:
 
 def module():
     """The compiled extension module (fast eager entry points), or None on the fallback path."""
-    return _info.module if _info is not None else None
+    return _module
 
 
 def info() -> BuildInfo:
