@@ -417,3 +417,20 @@ def devices(choice: str) -> list[str]:
     if choice == "cpu" or not torch.cuda.is_available():
         return ["cpu"]
     return ["cuda"] if choice == "cuda" else ["cpu", "cuda"]
+
+
+def script_main(run: Callable[[str, Path | None, bool], dict], argv: list[str] | None, prog: str) -> int:
+    """``python bench/<name>.py``: parse the shared options (minus ``--only``) and run on each device.
+
+    Args:
+        run: the script's ``run(device, out_dir, quick)``.
+        argv: command-line arguments without the program name.
+        prog: the program name shown in ``--help``.
+
+    Returns:
+        0 (failures raise).
+    """
+    args = parse_args(argv, prog, with_only=False)
+    for device in devices(args.device):
+        run(device, args.out, args.quick)
+    return 0

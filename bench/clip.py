@@ -149,10 +149,7 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python bench/clip.py``: the same options as ``python -m pygan bench`` minus ``--only``."""
-    args = H.parse_args(argv, "bench/clip.py", with_only=False)
-    for device in H.devices(args.device):
-        run(device, args.out, args.quick)
-    return 0
+    return H.script_main(run, argv, "bench/clip.py")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 // Backend kernels live beside their ops: csrc/cpu/<op>_cpu.cpp registers TORCH_LIBRARY_IMPL(pygan, CPU)
 // and csrc/cuda/<op>_cuda.cu registers TORCH_LIBRARY_IMPL(pygan, CUDA). Fake (meta) kernels are
 // registered from Python (pygan/ops.py, torch.library.register_fake).
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <torch/library.h>
 
 #include "clip.h"
+#include "op_handles.h"
 #include "rmsprop.h"
 
 namespace pygan {
@@ -26,12 +26,9 @@ void bump_versions(at::TensorList tensors) {
 }
 
 void clip_autograd(at::TensorList tensors, std::optional<double> min, std::optional<double> max) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("pygan::clip_", "")
-                       .typed<void(at::TensorList, std::optional<double>, std::optional<double>)>();
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    op.call(tensors, min, max);
+    clip_op().call(tensors, min, max);
   }
   bump_versions(tensors);
 }
@@ -41,16 +38,10 @@ void rmsprop_step_autograd(at::TensorList params, at::TensorList grads, at::Tens
                            double alpha, double eps, double weight_decay, double momentum,
                            bool centered, bool maximize, std::optional<double> clip_min,
                            std::optional<double> clip_max) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("pygan::rmsprop_step_", "")
-          .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                      double, double, double, double, double, bool, bool, std::optional<double>,
-                      std::optional<double>)>();
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    op.call(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize, clip_min, clip_max);
+    rmsprop_step_op().call(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
+                           weight_decay, momentum, centered, maximize, clip_min, clip_max);
   }
   bump_versions(params);
   bump_versions(square_avgs);

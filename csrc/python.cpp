@@ -6,8 +6,9 @@
 // list through pybind11's tensor caster and call the very same dispatcher op (autograd kernel,
 // argument checks, CPU/CUDA kernels), so behaviour is identical and only the parsing is cheaper.
 // pygan.ops uses them in eager mode and torch.ops.pygan.* under torch.compile.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/extension.h>
+
+#include "op_handles.h"
 
 #include <optional>
 #include <vector>
@@ -17,10 +18,7 @@ namespace {
 using TensorVector = std::vector<at::Tensor>;
 
 void clip_(const TensorVector& tensors, std::optional<double> min, std::optional<double> max) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("pygan::clip_", "")
-                       .typed<void(at::TensorList, std::optional<double>, std::optional<double>)>();
-  op.call(tensors, min, max);
+  pygan::clip_op().call(tensors, min, max);
 }
 
 void rmsprop_step_(const TensorVector& params, const TensorVector& grads,
@@ -28,14 +26,8 @@ void rmsprop_step_(const TensorVector& params, const TensorVector& grads,
                    const TensorVector& grad_avgs, double lr, double alpha, double eps,
                    double weight_decay, double momentum, bool centered, bool maximize,
                    std::optional<double> clip_min, std::optional<double> clip_max) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("pygan::rmsprop_step_", "")
-          .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                      double, double, double, double, double, bool, bool, std::optional<double>,
-                      std::optional<double>)>();
-  op.call(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps, weight_decay,
-          momentum, centered, maximize, clip_min, clip_max);
+  pygan::rmsprop_step_op().call(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha,
+                                eps, weight_decay, momentum, centered, maximize, clip_min, clip_max);
 }
 
 // Adds 1 to each optimizer step counter (torch.optim keeps one 0-d tensor per parameter).
