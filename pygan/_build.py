@@ -23,16 +23,16 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import platform
 import shutil
 import sys
-import sysconfig
 import threading
 import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "is_loaded", "build_prebuilt"]
+__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "module", "build_prebuilt"]
 
 _EXT_NAME = "pygan_ext"
 
@@ -95,7 +95,7 @@ def cpu_capability() -> str:
         )
     if requested != "native":
         return requested
-    if sysconfig.get_platform().endswith(("x86_64", "amd64")) or os.uname().machine == "x86_64":
+    if platform.machine().lower() in ("x86_64", "amd64"):
         cap = torch.backends.cpu.get_cpu_capability().lower()  # what torch itself dispatches to
         if cap.startswith("avx512"):
             return "avx512"
@@ -271,6 +271,7 @@ def _compile_and_load(result: BuildInfo):
         import importlib.util
 
         result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
+        result.cpu_capability = "as built at install time"
         spec = importlib.util.spec_from_file_location(_EXT_NAME, prebuilt)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -350,11 +351,6 @@ def load() -> bool:
             )
         _info = result
         return result.loaded
-
-
-def is_loaded() -> bool:
-    """True if the extension is loaded (builds it on first call, like every op does)."""
-    return load()
 
 
 def module():
