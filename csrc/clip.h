@@ -24,6 +24,11 @@ void check_writable(const at::Tensor& t, const char* op, const char* arg, int64_
 ClipBounds check_bounds(std::optional<double> min, std::optional<double> max, const char* op,
                         const char* min_name, const char* max_name);
 
+// Clamps one tensor that is not a flat run (a strided view) with torch's clamp_, the bounds first
+// rounded to its dtype exactly as the fused kernels round them (beyond the dtype's range: +-inf), so
+// every layout gives the same result and torch's overflow error for such bounds never fires.
+void clamp_strided_(const at::Tensor& t, ClipBounds bounds);
+
 // Clamps CPU tensors in place. Arguments must have passed check_clip_args.
 void clip_cpu_impl(at::TensorList tensors, ClipBounds bounds);
 

@@ -43,6 +43,19 @@ def test_special_values_and_bounds(backend, dtype, bounds):
     assert torch.isnan(t).sum() == 5  # NaN propagates, exactly as torch.clamp
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("bound", [1e30, 1e300])
+def test_bounds_beyond_the_dtype_range_in_every_layout(backend, device, dtype, bound):
+    # Rounded to the dtype (+-inf beyond its range) on the fused and the strided path alike.
+    base = torch.cat([special_values(torch.float64), torch.randn(55, dtype=torch.float64)])
+    base = base.reshape(8, 8).to(dtype=dtype, device=device)
+    tensors = [t for _, t in layouts(base)]
+    wanted = expected(tensors, -bound, bound)
+    ops.clip_(tensors, -bound, bound)
+    assert_same(tensors, wanted)
+
+
 def test_mixed_dtypes_shapes_and_a_critic(backend):
     critic = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
     extra = [torch.randn(100, dtype=d) for d in FLOAT_DTYPES] + [torch.randn(3, 4).t(), torch.randn(0, 5)]

@@ -100,6 +100,14 @@ void clamp_run(scalar_t* data, int64_t n, scalar_t lo, scalar_t hi) {
 
 }  // namespace
 
+void clamp_strided_(const at::Tensor& t, ClipBounds bounds) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "pygan::clip_", [&] {
+    const double lo = static_cast<double>(static_cast<scalar_t>(bounds.lo));
+    const double hi = static_cast<double>(static_cast<scalar_t>(bounds.hi));
+    at::clamp_(const_cast<at::Tensor&>(t), lo, hi);
+  });
+}
+
 void clip_cpu_impl(at::TensorList tensors, ClipBounds bounds) {
   // Group flat tensors by dtype; the rare non-flat one (a strided view) uses torch's own clamp_.
   std::map<at::ScalarType, std::vector<ClipSegment>> groups;
@@ -108,7 +116,7 @@ void clip_cpu_impl(at::TensorList tensors, ClipBounds bounds) {
     if (is_flat(t)) {
       groups[t.scalar_type()].push_back({t.data_ptr(), t.numel()});
     } else {
-      at::clamp_(const_cast<at::Tensor&>(t), bounds.lo, bounds.hi);
+      clamp_strided_(t, bounds);
     }
   }
   for (const auto& [dtype, segments] : groups) {

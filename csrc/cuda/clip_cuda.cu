@@ -64,12 +64,9 @@ void clip_cuda(at::TensorList tensors, std::optional<double> min, std::optional<
     });
   }
 
-  // Absent bounds stay absent (not +-inf), so torch applies exactly the clamp it would for the user.
-  const std::optional<at::Scalar> lo = min ? std::optional<at::Scalar>(*min) : std::nullopt;
-  const std::optional<at::Scalar> hi = max ? std::optional<at::Scalar>(*max) : std::nullopt;
-  for (auto& t : strided_tensors) {
+  for (const auto& t : strided_tensors) {
     const c10::cuda::CUDAGuard guard(t.device());
-    t.clamp_(lo, hi);
+    clamp_strided_(t, bounds);
   }
 }
 
