@@ -207,15 +207,6 @@ void rmsprop_run(const RMSpropSegment& s, int64_t begin, int64_t end, const RMSp
   }
 }
 
-// All of a parameter's tensors walk in lock step only if they share one flat layout.
-bool same_flat_layout(const at::Tensor& p, std::initializer_list<const at::Tensor*> others) {
-  if (!is_flat(p)) return false;
-  for (const at::Tensor* t : others) {
-    if (t->defined() && (!is_flat(*t) || t->strides() != p.strides())) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 void rmsprop_step_cpu_impl(at::TensorList params, at::TensorList grads, at::TensorList square_avgs,
@@ -231,7 +222,7 @@ void rmsprop_step_cpu_impl(at::TensorList params, at::TensorList grads, at::Tens
     const at::Tensor& buf = opt.momentum > 0 ? momentum_buffers[i] : none;
     const at::Tensor& ga = opt.centered ? grad_avgs[i] : none;
     at::Tensor p = params[i], g = grads[i], sq = square_avgs[i], b = buf, a = ga;
-    if (!same_flat_layout(p, {&g, &sq, &b, &a})) {
+    if (!same_flat_layout({p, g, sq, b, a})) {
       auto contiguous_copy = [&](const at::Tensor& t, bool mutated) {
         if (!t.defined() || t.is_contiguous()) return t;
         at::Tensor c = t.contiguous();

@@ -133,17 +133,6 @@ void launch_rmsprop(const std::vector<std::vector<at::Tensor>>& lists, const RMS
   });
 }
 
-// Same sizes are checked by check_rmsprop_args; same strides make element i from data_ptr() the same
-// logical element in every tensor of the parameter.
-bool same_flat_layout(const std::vector<at::Tensor>& tensors) {
-  const at::Tensor& p = tensors[0];
-  if (!is_flat(p)) return false;
-  for (const auto& t : tensors) {
-    if (!is_flat(t) || t.strides() != p.strides()) return false;
-  }
-  return true;
-}
-
 void rmsprop_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList square_avgs,
                        at::TensorList momentum_buffers, at::TensorList grad_avgs, double lr,
                        double alpha, double eps, double weight_decay, double momentum, bool centered,
