@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pygan import ops, reference
@@ -123,6 +123,9 @@ def test_op_matches_reference_across_layouts(dtype, opts, device):
     centered=st.booleans(),
     lr=st.floats(0, 1), alpha=st.floats(0, 1), eps=st.floats(0, 1e-3),
 )
+# Found by hypothesis: 1 - alpha near 1 makes grad_avg's lerp coefficient (weight - 1, formed in
+# float32 as torch does) decide the cancellation in square_avg - grad_avg^2.
+@example(n=1, grad="huge", momentum=0.5, centered=True, lr=0.0, alpha=0.0009003530337033865, eps=0.0)
 def test_hypothesis_against_reference(n, grad, momentum, centered, lr, alpha, eps):
     gen = torch.Generator().manual_seed(n)
     p = torch.randn(n, generator=gen)

@@ -101,10 +101,13 @@ struct Coefficients {
   template <typename opmath_t>
   static Coefficients make(const RMSpropOptions& o, opmath_t lo, opmath_t hi) {
     const double w = 1.0 - o.alpha;  // torch: square_avg.addcmul_(g, g, value=1-alpha), lerp_(g, 1-alpha)
-    return {T(static_cast<opmath_t>(o.alpha)), T(static_cast<opmath_t>(w)),
+    // torch's lerp converts the weight to opmath_t first and forms `weight - 1` in opmath_t; with
+    // 1 - alpha near 1 that rounding matters (grad_avg feeds the cancellation sq - grad_avg^2).
+    const auto w_op = static_cast<opmath_t>(w);
+    return {T(static_cast<opmath_t>(o.alpha)), T(w_op),
             T(static_cast<opmath_t>(o.eps)), T(static_cast<opmath_t>(o.weight_decay)),
             T(static_cast<opmath_t>(o.momentum)), T(static_cast<opmath_t>(-o.lr)),
-            T(static_cast<opmath_t>(std::abs(w) < 0.5 ? w : w - 1.0)), T(lo), T(hi),
+            T(std::abs(w) < 0.5 ? w_op : w_op - opmath_t(1)), T(lo), T(hi),
             o.weight_decay != 0.0, o.momentum > 0.0, o.centered, o.maximize, std::abs(w) < 0.5};
   }
 };
