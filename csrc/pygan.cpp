@@ -67,6 +67,21 @@ TORCH_LIBRARY(pygan, m) {
       "Tensor(c!)[] momentum_buffers, Tensor(d!)[] grad_avgs, float lr, float alpha, float eps, "
       "float weight_decay, float momentum, bool centered, bool maximize, float? clip_min, "
       "float? clip_max) -> ()");
+
+  // alpha[i] * real[i] + (1 - alpha[i]) * fake[i] for every sample i (dim 0), alpha of shape [B]; in
+  // float32 for 16-bit inputs, rounded once. Differentiable (pygan.ops registers the autograd formula).
+  m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
+
+  // The gradient-penalty epilogue on per-sample gradients grads[i] (dim 0 is the batch): returns the
+  // penalty ("none": [B]; "mean" / "sum": 0-d) and the per-sample norms ||grads[i]|| (accumulation
+  // dtype, not differentiable; saved for the backward). csrc/penalty.h has the formulas.
+  m.def(
+      "grad_penalty(Tensor grads, float center, bool one_sided, str reduction) -> (Tensor, Tensor)");
+  // grad_penalty's first-order backward: d(penalty)/d(grads) * grad_out, one pass over grads.
+  // Differentiable itself (its backward, for double backward through the penalty, is in pygan.ops).
+  m.def(
+      "grad_penalty_backward(Tensor grad_out, Tensor grads, Tensor norms, float center, "
+      "bool one_sided, str reduction) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(pygan, Autograd, m) {

@@ -144,7 +144,8 @@ def _cuda_arch_list() -> str:
 def _build_settings() -> dict:
     src = source_dir()
     cuda = want_cuda()
-    sources = [src / "pygan.cpp", src / "python.cpp", *sorted((src / "cpu").glob("*.cpp"))]
+    # csrc/*.cpp (schemas, autograd kernels, the Python module) and csrc/cpu/*.cpp (CPU kernels).
+    sources = [*sorted(src.glob("*.cpp")), *sorted((src / "cpu").glob("*.cpp"))]
     if cuda:
         sources += sorted((src / "cuda").glob("*.cu"))
     cap = cpu_capability()

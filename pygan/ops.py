@@ -16,7 +16,7 @@ import torch
 
 from pygan import _build, reference
 
-__all__ = ["clip_", "rmsprop_step_"]
+__all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -233,6 +233,160 @@ def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maxim
                                 clip_min, clip_max)
 
 
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_batched_float(t, op: str, arg: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {arg} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{op}: {arg} has layout {t.layout}; expected a dense (strided) tensor")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: {arg} has dtype {t.dtype}; expected float16, bfloat16, float32 or float64")
+    if t.dim() < 1:
+        raise ValueError(f"{op}: {arg} is 0-d; expected a batch of samples along dim 0 (shape [B, ...])")
+
+
+def _check_interpolate_args(real, fake, alpha) -> None:
+    # Python twin of check_interpolate_args (csrc/cpu/penalty_cpu.cpp) for the fallback path.
+    op = "interpolate"
+    _check_batched_float(real, op, "real")
+    _check_batched_float(fake, op, "fake")
+    if real.shape != fake.shape:
+        raise ValueError(f"{op}: real has shape {list(real.shape)} but fake has shape {list(fake.shape)}; "
+                         "expected equal shapes")
+    if real.dtype != fake.dtype:
+        raise TypeError(f"{op}: real has dtype {real.dtype} but fake has dtype {fake.dtype}")
+    if real.device != fake.device:
+        raise ValueError(f"{op}: fake is on {fake.device} but real is on {real.device}")
+    if alpha.device != real.device:
+        raise ValueError(f"{op}: alpha is on {alpha.device} but real is on {real.device}")
+
+
+def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
+    op = "grad_penalty"
+    _check_batched_float(grads, op, "grads")
+    if not (math.isfinite(center) and center >= 0):
+        raise ValueError(f"{op}: center must be a finite number >= 0, got {center}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    if grads.shape[0] == 0 and reduction == "mean":
+        raise ValueError(f"{op}: grads has batch size 0; the mean over an empty batch is undefined "
+                         "(use reduction='sum' or 'none')")
+
+
+def _as_alpha(alpha, real: torch.Tensor) -> torch.Tensor:
+    """A user's alpha as a [B] tensor of real's dtype, after checking its shape and range."""
+    if not isinstance(alpha, torch.Tensor):
+        raise TypeError(f"interpolate: alpha must be a tensor of shape [B] or None, got {type(alpha).__name__}")
+    if alpha.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"interpolate: alpha has dtype {alpha.dtype}; expected a floating-point tensor")
+    batch = real.shape[0]
+    # [B] or the canonical snippet's [B, 1, ..., 1]; a scalar (one alpha for the whole batch) or one
+    # alpha per element are the two classic mistakes this refuses.
+    if (alpha.dim() == 0 or alpha.dim() > real.dim() or alpha.shape[0] != batch
+            or any(s != 1 for s in alpha.shape[1:])):
+        raise ValueError(f"interpolate: alpha has shape {list(alpha.shape)}; expected [{batch}] (one weight "
+                         f"per sample) or [{batch}, 1, ..., 1]")
+    if alpha.device != real.device:
+        raise ValueError(f"interpolate: alpha is on {alpha.device} but real is on {real.device}")
+    if (not torch.compiler.is_compiling() and not _is_capturing(alpha)
+            and not bool(((alpha >= 0) & (alpha <= 1)).all())):
+        bad = alpha[~((alpha >= 0) & (alpha <= 1))].flatten()[0].item()
+        raise ValueError(f"interpolate: alpha must lie in [0, 1]; it contains {bad}")
+    return alpha.reshape(batch).to(real.dtype)
+
+
+def _is_capturing(t: torch.Tensor) -> bool:
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def _draw_alpha(real: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    # U[0, 1) per sample, drawn on the generator's device (so a CPU generator works for CUDA data and
+    # reproduces the same alphas), in float32 for 16-bit inputs (rounding may then give exactly 1.0).
+    dtype = real.dtype if real.dtype in (torch.float32, torch.float64) else torch.float32
+    device = generator.device if generator is not None else real.device
+    alpha = torch.rand(real.shape[0], generator=generator, device=device, dtype=dtype)
+    return alpha.to(device=real.device, dtype=real.dtype, non_blocking=True)
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """``alpha[i] * real[i] + (1 - alpha[i]) * fake[i]``: one random point per sample on the segment
+    between a real and a fake sample (WGAN-GP's x-hat), in one fused pass.
+
+    The weight is **per sample** (dim 0), broadcast over all other dims: not one weight for the batch
+    and not one per element, the two mistakes common in WGAN-GP code.
+
+    Args:
+        real: [B, ...] float16, bfloat16, float32 or float64, on any device.
+        fake: same shape, dtype and device as real.
+        alpha: None to draw U[0, 1) per sample, or a tensor of shape [B] (or [B, 1, ..., 1]) with
+            values in [0, 1] (checked, which costs one host sync on a GPU). Cast to real's dtype.
+        generator: the torch.Generator alpha is drawn from when alpha is None, so runs reproduce; a
+            CPU generator also serves CUDA data (alpha is drawn on the generator's device and moved).
+
+    Returns:
+        A tensor of real's shape and dtype (real's memory layout when real and fake share it,
+        contiguous otherwise); 16-bit inputs are computed in float32 and rounded once.
+        Differentiable with respect to real, fake and alpha.
+
+    Raises:
+        TypeError / ValueError: naming the argument (shapes, dtypes, devices, alpha's shape or range).
+    """
+    _check_batched_float(real, "interpolate", "real")
+    _check_batched_float(fake, "interpolate", "fake")
+    if fake.device != real.device:  # before drawing alpha on real's device
+        raise ValueError(f"interpolate: fake is on {fake.device} but real is on {real.device}")
+    alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real)
+    if _use_ext():
+        return torch.ops.pygan.interpolate.default(real, fake, alpha)
+    _check_interpolate_args(real, fake, alpha)
+    return reference.interpolate(real, fake, alpha)
+
+
+def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = False,
+                 reduction: str = "mean") -> torch.Tensor:
+    """The gradient-penalty epilogue: per-sample gradient norms to the penalty, in one fused pass.
+
+    With n_i = ||grads[i]||_2, the L2 norm of sample i over **all non-batch dims**:
+
+    * ``center > 0``: p_i = (n_i - center)^2, or max(n_i - center, 0)^2 when ``one_sided``
+      (WGAN-GP with center 1; the one-sided variant of the same paper);
+    * ``center == 0``: p_i = n_i^2, the squared norm, with no square root (R1 / R2).
+
+    Then the mean over the batch (``reduction="mean"``), the sum, or the per-sample values ("none").
+    float16/bfloat16 accumulate in float32 and float32 in float64 (so elements near 1e20 still give a
+    finite norm). The backward is one fused pass too and is itself differentiable (gradgradcheck).
+
+    At n_i = 0 with center > 0 the penalty has a kink (a cone); its gradient there is defined as 0,
+    the subgradient torch's own norm backward uses, so it is finite and the same on every backend.
+
+    Args:
+        grads: [B, ...] per-sample gradients, e.g. ``autograd.grad(critic(x).sum(), x,
+            create_graph=True)[0]``; float16, bfloat16, float32 or float64, any layout.
+        center: the target norm, a finite number >= 0.
+        one_sided: penalise only norms above center.
+        reduction: "mean" (default), "sum" or "none".
+
+    Returns:
+        A 0-d tensor ("mean", "sum") or a [B] tensor ("none") in grads' dtype.
+
+    Raises:
+        TypeError / ValueError: naming the argument; also for "mean" over an empty batch.
+    """
+    _check_batched_float(grads, "grad_penalty", "grads")
+    if isinstance(center, bool) or not isinstance(center, numbers.Real):
+        raise TypeError(f"grad_penalty: center must be a real number, got {type(center).__name__}")
+    center = float(center)
+    if not isinstance(reduction, str):
+        raise TypeError(f"grad_penalty: reduction must be a str, got {type(reduction).__name__}")
+    if _use_ext():
+        return torch.ops.pygan.grad_penalty.default(grads, center, bool(one_sided), reduction)[0]
+    _check_grad_penalty_args(grads, center, reduction)
+    return reference.grad_penalty(grads, center, bool(one_sided), reduction)
+
+
 def _increment_steps(steps: list[torch.Tensor]) -> None:
     # ClippedRMSprop's per-parameter step counters (torch's RMSprop update does not read them).
     if not torch.compiler.is_compiling() and _build.module() is not None:
@@ -251,7 +405,7 @@ def _register_python_parts() -> None:
         return
     _registered = True
 
-    # Both ops only mutate their inputs in place and return nothing, so shapes need no propagation.
+    # clip_ and rmsprop_step_ only mutate their inputs in place and return nothing.
     @torch.library.register_fake("pygan::clip_")
     def _clip_fake(tensors, min, max):
         return None
@@ -260,3 +414,35 @@ def _register_python_parts() -> None:
     def _rmsprop_step_fake(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
                            weight_decay, momentum, centered, maximize, clip_min, clip_max):
         return None
+
+    # The fake kernels mirror the layouts the real kernels return (csrc/cpu/penalty_cpu.cpp): the
+    # input's strides when it is sample-blocked, contiguous otherwise.
+    @torch.library.register_fake("pygan::interpolate")
+    def _interpolate_fake(real, fake, alpha):
+        if _sample_blocked(real):
+            return torch.empty_like(real)
+        if _sample_blocked(fake):
+            return torch.empty_like(fake)
+        return real.new_empty(real.shape)
+
+    @torch.library.register_fake("pygan::grad_penalty")
+    def _grad_penalty_fake(grads, center, one_sided, reduction):
+        batch = grads.shape[0]
+        penalty = grads.new_empty((batch,) if reduction == "none" else ())
+        norms = grads.new_empty((batch,), dtype=reference._acc_dtype(grads.dtype))
+        return penalty, norms
+
+    @torch.library.register_fake("pygan::grad_penalty_backward")
+    def _grad_penalty_backward_fake(grad_out, grads, norms, center, one_sided, reduction):
+        return torch.empty_like(grads) if _sample_blocked(grads) else grads.new_empty(grads.shape)
+
+
+def _sample_blocked(t: torch.Tensor) -> bool:
+    # Python twin of pygan::is_sample_blocked (csrc/cpu/penalty_cpu.cpp).
+    from torch._prims_common import is_non_overlapping_and_dense_or_false as is_non_overlapping_and_dense
+
+    if not is_non_overlapping_and_dense(t):
+        return False
+    if t.dim() == 0 or t.shape[0] <= 1 or t.numel() == 0:
+        return True
+    return t.stride(0) == t.numel() // t.shape[0]

@@ -2,7 +2,8 @@
 
 Each function here computes what its fused op computes, written plainly with torch calls, one tensor
 at a time. They take the same arguments as the ``torch.ops.pygan`` ops and assume those arguments
-were validated (``pygan.ops`` validates before calling either).
+were validated (``pygan.ops`` validates before calling either). The differentiable ones
+(``interpolate``, ``grad_penalty``) are differentiable through torch's autograd, to any order.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["clip_", "rmsprop_step_"]
+__all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
 
 _REDUCED = (torch.float16, torch.bfloat16)
 
@@ -104,3 +105,58 @@ def rmsprop_step_(
         for original, updated in zip(originals, (param, square_avg, buf, grad_avg)):
             if original is not None and updated is not original:
                 original.copy_(updated)
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    # What the kernels accumulate in (csrc/penalty.h): float32 for 16-bit floats, float64 otherwise.
+    return torch.float32 if dtype in _REDUCED else torch.float64
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``alpha[i] * real[i] + (1 - alpha[i]) * fake[i]`` for every sample i along dim 0.
+
+    16-bit inputs are computed in float32 and rounded once, as the kernels do.
+
+    Args:
+        real, fake: tensors of equal shape [B, ...], dtype and device.
+        alpha: shape [B], real's dtype.
+
+    Returns:
+        A tensor of real's shape and dtype.
+    """
+    a = alpha.reshape(alpha.shape[0], *([1] * (real.dim() - 1)))
+    if real.dtype in _REDUCED:
+        a32 = a.float()
+        return (a32 * real.float() + (1 - a32) * fake.float()).to(real.dtype)
+    return a * real + (1 - a) * fake
+
+
+def grad_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction: str) -> torch.Tensor:
+    """The gradient-penalty epilogue on per-sample gradients (the canonical WGAN-GP lines).
+
+    With n_i = ||grads[i]||_2 over all non-batch dims (accumulated in float32 for 16-bit inputs, in
+    float64 otherwise): p_i = n_i^2 when center == 0 (no square root: R1/R2), else (n_i - center)^2,
+    or relu(n_i - center)^2 when one_sided. The gradient at n_i = 0 is 0 (torch's norm backward).
+
+    Args:
+        grads: [B, ...] per-sample gradients.
+        center: the target norm (>= 0).
+        one_sided: penalise only norms above center.
+        reduction: "none" ([B]), "mean" or "sum" (0-d).
+
+    Returns:
+        The penalty in grads' dtype.
+    """
+    g = grads.to(_acc_dtype(grads.dtype))
+    dims = tuple(range(1, g.dim()))
+    if center == 0:
+        p = (g * g).sum(dims) if dims else g * g
+    else:
+        n = torch.linalg.vector_norm(g, dim=dims) if dims else g.abs()
+        d = n - center
+        p = torch.relu(d) ** 2 if one_sided else d**2
+    if reduction == "mean":
+        p = p.mean()
+    elif reduction == "sum":
+        p = p.sum()
+    return p.to(grads.dtype)

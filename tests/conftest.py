@@ -22,6 +22,12 @@ def backend(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _extension_loaded():
+    """Build/load the extension once up front, so tests calling torch.ops.pygan.* directly find the ops."""
+    assert pygan._build.load(), "the extension must build for the tests"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

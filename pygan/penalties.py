@@ -1,0 +1,300 @@
+"""Gradient penalties on a critic, each one call: WGAN-GP, one-sided, R1/R2, DRAGAN, finite-difference.
+
+Each function takes the critic (any callable mapping a batch [B, ...] to scores [B] or [B, 1]) and
+data, and returns the penalty term to add to the critic's loss, already weighted. The gradient-based
+ones differentiate the critic with ``create_graph=True`` (so the penalty's gradient reaches the
+critic's parameters through a double backward, exactly as the canonical snippets do) and finish with
+the fused :func:`pygan.ops.grad_penalty`; :func:`fd_penalty` needs no double backward.
+
+The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017; MISSION.md §3)::
+
+    alpha = torch.rand(B, 1, 1, 1, device=real.device)            # one weight per sample
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grads = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)[0]
+    penalty = weight * ((grads.flatten(1).norm(dim=1) - 1) ** 2).mean()   # per-sample norm
+
+Mixed precision: pass the ``torch.amp.GradScaler`` you train with as ``scaler``. The input gradients
+are then taken of the *scaled* critic output (so float16 gradients do not underflow) and divided by
+the scale before the norm, torch's documented recipe for gradient penalties under AMP; the returned
+penalty is unscaled, ready for ``scaler.scale(loss).backward()``. An inf/NaN from an overflowing
+scale reaches the parameter gradients, where the scaler's ``step`` sees it and skips the step.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from pygan import ops
+
+__all__ = ["gradient_penalty", "r1_penalty", "dragan_penalty", "fd_penalty", "LazyRegularizer"]
+
+
+# Critics already checked for BatchNorm (a weak set: checking walks every module, once is enough).
+_checked_critics: weakref.WeakSet = weakref.WeakSet()
+
+
+def _warn_if_batchnorm(critic: Callable) -> None:
+    if not isinstance(critic, nn.Module) or critic in _checked_critics:
+        return
+    _checked_critics.add(critic)
+    for name, module in critic.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            warnings.warn(
+                f"the critic contains {type(module).__name__} ({name or 'the critic itself'}): batch "
+                "normalisation couples the samples of a batch, so a per-sample gradient penalty no longer "
+                "constrains each sample's gradient (WGAN-GP §4). Use LayerNorm, GroupNorm, "
+                "InstanceNorm or no normalisation in the critic.", UserWarning, stacklevel=3)
+            return
+
+
+def _check_number(value, name: str, fn: str, minimum: float | None = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")) or (minimum is not None and value < minimum):
+        raise ValueError(f"{fn}: {name} must be a finite number >= {minimum}, got {value}")
+    return value
+
+
+def _check_batch(x, name: str, fn: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{fn}: {name} has shape {list(x.shape)}; expected a non-empty batch [B, ...]")
+    if not x.is_floating_point():
+        raise TypeError(f"{fn}: {name} has dtype {x.dtype}; expected a floating-point tensor")
+    return x
+
+
+def _critic_scores(critic: Callable, x: torch.Tensor, fn: str) -> torch.Tensor:
+    """critic(x) checked to be one score per sample, returned flattened to [B]."""
+    if not callable(critic):
+        raise TypeError(f"{fn}: critic must be callable (an nn.Module or a function), got {type(critic).__name__}")
+    _warn_if_batchnorm(critic)
+    out = critic(x)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{fn}: the critic returned a {type(out).__name__}; expected a tensor of scores")
+    batch = x.shape[0]
+    if out.dim() == 0 or out.shape[0] != batch or out.numel() != batch:
+        raise ValueError(f"{fn}: the critic returned shape {list(out.shape)} for a batch of {batch}; "
+                         f"expected one score per sample: [{batch}] or [{batch}, 1]")
+    return out.reshape(batch)
+
+
+def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> torch.Tensor:
+    """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)."""
+    scores = _critic_scores(critic, x, fn)
+    if not scores.requires_grad:
+        raise ValueError(f"{fn}: the critic's output does not depend on its input (it does not require "
+                         "grad; was it computed under torch.no_grad() or from detached tensors?)")
+    total = scores.sum()
+    scaled = scaler is not None and scaler.is_enabled()
+    if scaled:
+        total = scaler.scale(total)
+    (grads,) = torch.autograd.grad(total, x, create_graph=True, allow_unused=True)
+    if grads is None:
+        raise ValueError(f"{fn}: the critic's output does not depend on its input, so its gradient with "
+                         "respect to the input is undefined")
+    if scaled:
+        grads = grads * (1.0 / scaler.get_scale())
+    return grads
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     weight: float = 10.0, center: float = 1.0, one_sided: bool = False,
+                     alpha: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
+                     scaler: Any = None) -> torch.Tensor:
+    """The WGAN-GP penalty: ``weight * E_i[(||∇D(x̂_i)|| - center)^2]``, x̂ = α·real + (1-α)·fake.
+
+    α is drawn U[0, 1) per sample; the norm is per sample over all non-batch dims. real and fake are
+    detached (the penalty trains the critic only), x̂ is differentiated with ``create_graph=True``,
+    and the penalty's gradient reaches the critic's parameters through the double backward: they
+    equal those of the canonical snippet in this module's docstring.
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1]. BatchNorm inside gives a warning (it couples
+            the samples, so the penalty is no longer per sample).
+        real, fake: batches of equal shape [B, ...], dtype and device.
+        weight: λ (10 in the paper; the authors' toy code uses 0.1).
+        center: the target norm (1 for WGAN-GP; 0 gives a zero-centred penalty ||∇D||^2).
+        one_sided: penalise only norms above center: ``weight * E[max(0, ||∇D|| - center)^2]``.
+        alpha: None (draw), or the per-sample weights, shape [B] (or [B, 1, ..., 1]), in [0, 1].
+        generator: the torch.Generator alpha is drawn from, for reproducible runs.
+        scaler: a ``torch.amp.GradScaler`` when training with mixed precision (module docstring).
+
+    Returns:
+        A 0-d tensor, differentiable with respect to the critic's parameters.
+
+    Raises:
+        TypeError / ValueError: bad shapes, dtypes or devices; a critic whose output is not one score
+            per sample or does not depend on its input.
+    """
+    fn = "gradient_penalty"
+    _check_batch(real, "real", fn)
+    _check_batch(fake, "fake", fn)
+    weight = _check_number(weight, "weight", fn)
+    center = _check_number(center, "center", fn)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator).requires_grad_(True)
+    grads = _input_grads(critic, x_hat, fn, scaler)
+    return weight * ops.grad_penalty(grads, center=center, one_sided=one_sided)
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float = 10.0, *,
+               scaler: Any = None) -> torch.Tensor:
+    """The zero-centred R1 penalty ``gamma / 2 * E_i ||∇D(real_i)||^2`` (Mescheder et al. 2018).
+
+    The factor is **gamma / 2** (the paper's and StyleGAN's convention; some code uses gamma without
+    the half: pass twice the value to match it). Called on fake samples it is the R2 penalty.
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1].
+        real: the batch the gradient is taken at, [B, ...] (detached first).
+        gamma: the weight γ >= 0.
+        scaler: a ``torch.amp.GradScaler`` under mixed precision (module docstring).
+
+    Returns:
+        A 0-d tensor, differentiable with respect to the critic's parameters.
+    """
+    fn = "r1_penalty"
+    _check_batch(real, "real", fn)
+    gamma = _check_number(gamma, "gamma", fn)
+    x = real.detach().requires_grad_(True)
+    grads = _input_grads(critic, x, fn, scaler)
+    return (gamma / 2) * ops.grad_penalty(grads, center=0.0)
+
+
+def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, weight: float = 10.0, *,
+                   scale: float = 0.5, center: float = 1.0, generator: torch.Generator | None = None,
+                   scaler: Any = None) -> torch.Tensor:
+    """The DRAGAN penalty (Kodali et al. 2017): the gradient penalty around the real data.
+
+    As in the authors' code: perturbed = real + scale · std(real) · U[0, 1) noise (std over the whole
+    batch), then ``weight * E[(||∇D(x̂)|| - center)^2]`` at x̂ = α·real + (1-α)·perturbed.
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1].
+        real: [B, ...] real samples.
+        weight: λ (10 in the paper).
+        scale: the perturbation's size relative to the data's standard deviation (0.5 in the paper).
+        center: the target norm (1).
+        generator: the torch.Generator for the noise and α.
+        scaler: a ``torch.amp.GradScaler`` under mixed precision.
+
+    Returns:
+        A 0-d tensor, differentiable with respect to the critic's parameters.
+    """
+    fn = "dragan_penalty"
+    _check_batch(real, "real", fn)
+    scale = _check_number(scale, "scale", fn)
+    real = real.detach()
+    if generator is not None and generator.device != real.device:
+        noise = torch.rand(real.shape, generator=generator, device=generator.device, dtype=real.dtype).to(real.device)
+    else:
+        noise = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype)
+    std = real.std() if real.numel() > 1 else real.new_zeros(())
+    perturbed = real + scale * std * noise
+    return gradient_penalty(critic, real, perturbed, weight, center, generator=generator, scaler=scaler)
+
+
+def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+               weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """The finite-difference penalty (MISSION.md §3): a Lipschitz penalty with no double backward.
+
+    ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
+    between two independent samples of the interpolate distribution is pushed towards 1, the
+    difference-quotient version of WGAN-GP's gradient norm. x̂_i = α_i·real_i + (1-α_i)·fake_i are
+    drawn as in :func:`gradient_penalty`; since they are independent across the batch, x̂_i is paired
+    with x̂_{i+1 mod B}, so one critic evaluation of B samples gives B pairs. Pairs at distance 0 (a
+    duplicated sample) have no slope and are left out of the mean. One ordinary backward suffices.
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1].
+        real, fake: batches of equal shape [B, ...] with B >= 2.
+        weight: λ.
+        one_sided: penalise only slopes above 1: ``max(0, slope - 1)^2``.
+        alpha: None (draw) or per-sample weights [B] in [0, 1].
+        generator: the torch.Generator alpha is drawn from.
+
+    Returns:
+        A 0-d tensor, differentiable with respect to the critic's parameters.
+    """
+    fn = "fd_penalty"
+    _check_batch(real, "real", fn)
+    _check_batch(fake, "fake", fn)
+    weight = _check_number(weight, "weight", fn)
+    if real.shape[0] < 2:
+        raise ValueError(f"{fn}: a batch of at least 2 samples is needed to form pairs, got {real.shape[0]}")
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator)
+    scores = _critic_scores(critic, x_hat, fn)
+    if not scores.requires_grad:
+        raise ValueError(f"{fn}: the critic's output does not require grad (computed under "
+                         "torch.no_grad()?), so the penalty cannot train it")
+    with torch.no_grad():
+        diff = x_hat - x_hat.roll(1, 0)
+        dist = torch.linalg.vector_norm(diff.flatten(1).float(), dim=1) if diff.dim() > 1 else diff.abs().float()
+        valid = dist > 0
+        safe = torch.where(valid, dist, torch.ones_like(dist))
+    slope = (scores.float() - scores.float().roll(1, 0)).abs() / safe
+    excess = slope - 1
+    per_pair = torch.relu(excess) ** 2 if one_sided else excess**2
+    per_pair = torch.where(valid, per_pair, torch.zeros_like(per_pair))
+    return weight * per_pair.sum() / valid.sum().clamp_min(1)
+
+
+class LazyRegularizer:
+    """Lazy regularisation (StyleGAN2): compute a penalty every ``every`` calls, scaled by ``every``.
+
+    The penalty's expected contribution per step is unchanged while its cost is paid once in
+    ``every`` steps. Calls that are not due return 0.0 (a float), so ``loss + lazy(...)`` always
+    works; check :attr:`due` to skip preparing the penalty's inputs on the other steps. The count is
+    part of ``state_dict()`` so a resumed run keeps the same schedule.
+
+    Example::
+
+        lazy_r1 = pygan.LazyRegularizer(pygan.r1_penalty, every=16)
+        loss = d_loss + lazy_r1(critic, real, gamma=10.0)   # 16 * R1 on calls 1, 17, 33, ...
+
+    Args:
+        penalty: the penalty function (e.g. ``pygan.r1_penalty``); called with the arguments given
+            to this object.
+        every: apply it on one call in ``every`` (>= 1; 1 applies it on every call, unscaled).
+    """
+
+    def __init__(self, penalty: Callable[..., torch.Tensor], every: int):
+        if not callable(penalty):
+            raise TypeError(f"LazyRegularizer: penalty must be callable, got {type(penalty).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"LazyRegularizer: every must be an int >= 1, got {every!r}")
+        self.penalty = penalty
+        self.every = every
+        self.calls = 0
+
+    @property
+    def due(self) -> bool:
+        """Whether the next call computes the penalty."""
+        return self.calls % self.every == 0
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor | float:
+        due = self.due
+        self.calls += 1
+        if not due:
+            return 0.0
+        value = self.penalty(*args, **kwargs)
+        return value * self.every if self.every != 1 else value
+
+    def state_dict(self) -> dict:
+        return {"calls": self.calls, "every": self.every}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("every", self.every) != self.every:
+            raise ValueError(f"LazyRegularizer: the state was saved with every={state['every']}, "
+                             f"this regulariser has every={self.every}")
+        self.calls = int(state["calls"])
