@@ -11,6 +11,8 @@
 #include "op_handles.h"
 
 #include <optional>
+#include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -28,6 +30,16 @@ void rmsprop_step_(const TensorVector& params, const TensorVector& grads,
                    std::optional<double> clip_min, std::optional<double> clip_max) {
   pygan::rmsprop_step_op().call(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha,
                                 eps, weight_decay, momentum, centered, maximize, clip_min, clip_max);
+}
+
+// The penalty only (the op's second output, the per-sample norms, is for its backward).
+at::Tensor grad_penalty(const at::Tensor& grads, double center, bool one_sided,
+                        const std::string& reduction) {
+  return std::get<0>(pygan::grad_penalty_op().call(grads, center, one_sided, reduction));
+}
+
+at::Tensor interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha) {
+  return pygan::interpolate_op().call(real, fake, alpha);
 }
 
 // Adds 1 to each optimizer step counter (torch.optim keeps one 0-d tensor per parameter).
@@ -63,6 +75,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("rmsprop_step_", &rmsprop_step_,
         "torch.ops.pygan.rmsprop_step_ without the generic argument parsing",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("grad_penalty", &grad_penalty,
+        "torch.ops.pygan.grad_penalty(...)[0] without the generic argument parsing",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("interpolate", &interpolate,
+        "torch.ops.pygan.interpolate without the generic argument parsing",
         py::call_guard<py::gil_scoped_release>());
   m.def("increment_", &increment_, "add 1 to each optimizer step counter, in place");
 }

@@ -340,7 +340,9 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         raise ValueError(f"interpolate: fake is on {fake.device} but real is on {real.device}")
     alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real)
     if _use_ext():
-        return torch.ops.pygan.interpolate.default(real, fake, alpha)
+        if torch.compiler.is_compiling():
+            return torch.ops.pygan.interpolate.default(real, fake, alpha)
+        return _build.module().interpolate(real, fake, alpha)  # the same op, cheaper parsing
     _check_interpolate_args(real, fake, alpha)
     return reference.interpolate(real, fake, alpha)
 
@@ -382,7 +384,9 @@ def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = Fal
     if not isinstance(reduction, str):
         raise TypeError(f"grad_penalty: reduction must be a str, got {type(reduction).__name__}")
     if _use_ext():
-        return torch.ops.pygan.grad_penalty.default(grads, center, bool(one_sided), reduction)[0]
+        if torch.compiler.is_compiling():
+            return torch.ops.pygan.grad_penalty.default(grads, center, bool(one_sided), reduction)[0]
+        return _build.module().grad_penalty(grads, center, bool(one_sided), reduction)
     _check_grad_penalty_args(grads, center, reduction)
     return reference.grad_penalty(grads, center, bool(one_sided), reduction)
 
