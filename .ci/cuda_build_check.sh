@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CUDA build check (called by .ci/run after the CPU tests): compiles pygan's extension with its CUDA
 # sources through pygan's own loader (pygan._build.load), exactly as users build it, on a machine
-# without a GPU, and checks that both ops have CUDA kernels registered. Nothing is run on a GPU.
+# without a GPU, and checks that every op has CPU and CUDA kernels registered. Nothing is run on a GPU.
 #
 # Needs: python3 (with venv), a C++ compiler, nvcc (CUDA 13) and pip access to torch==2.14.1+cu130.
 # Environment:
@@ -100,13 +100,15 @@ if loaded is False:
 
 missing = [
     f"{op} ({key})"
-    for op in ("pygan::clip_", "pygan::rmsprop_step_")
+    for op in ("pygan::clip_", "pygan::rmsprop_step_", "pygan::interpolate", "pygan::grad_penalty",
+               "pygan::grad_penalty_backward")
     for key in ("CPU", "CUDA")
     if not torch._C._dispatch_has_kernel_for_dispatch_key(op, key)
 ]
 if missing:
     sys.exit(f"cuda-build-check: FAILED: no kernel registered for {missing}")
-print("cuda-build-check: CPU and CUDA kernels registered for pygan::clip_ and pygan::rmsprop_step_")
+print("cuda-build-check: CPU and CUDA kernels registered for pygan::clip_, pygan::rmsprop_step_, "
+      "pygan::interpolate, pygan::grad_penalty and pygan::grad_penalty_backward")
 EOF
 
 log "OK (elapsed $(elapsed))"
