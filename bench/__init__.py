@@ -1,8 +1,8 @@
 """pygan's benchmarks (installed as ``pygan.bench``; ``bench/`` in a checkout).
 
-``python -m pygan bench [--only clip,optim] [--device cpu|cuda|all] [--out DIR] [--quick] [--threads N]``
+``python -m pygan bench [--only clip,optim,penalty] [--device cpu|cuda|all] [--out DIR] [--quick] [--threads N]``
 calls :func:`main`; so do ``python -m bench`` in a checkout and ``pygan.bench.main([...])`` from Python.
-Each script also runs alone: ``python bench/clip.py``, ``python bench/optim.py``.
+Each script also runs alone: ``python bench/clip.py``, ``python bench/optim.py``, ``python bench/penalty.py``.
 See docs/benchmarks.md for what each row means.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("clip", "optim")
+BENCHMARKS = ("clip", "optim", "penalty")
 
 
 def main(argv: list[str] | None = None) -> int:

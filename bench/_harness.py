@@ -396,7 +396,10 @@ def parse_args(argv: list[str] | None, prog: str, with_only: bool) -> argparse.N
     """The options every entry point shares (``python -m pygan bench`` and each script)."""
     p = argparse.ArgumentParser(prog=prog, description="pygan benchmarks: correctness check, then timing.")
     if with_only:
-        p.add_argument("--only", default="clip,optim", help="comma-separated benchmarks (clip,optim)")
+        from . import BENCHMARKS  # here, not at the top: bench/__init__ imports this module lazily
+
+        names = ",".join(BENCHMARKS)
+        p.add_argument("--only", default=names, help=f"comma-separated benchmarks (default: all of {names})")
     p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                    help="all = cpu, plus cuda when torch.cuda.is_available()")
     p.add_argument("--out", type=Path, default=None, help="JSON output dir (default: bench/results/ "

@@ -31,7 +31,7 @@ def render(path: Path) -> str:
         f"{machine.get('torch_num_threads', '?')} threads, torch {machine['torch_version']}, "
         f"device {data['device']}, CPU busy before the run: {data.get('cpu_busy_before', 0) or 0:.0%}",
         "",
-        "| critic | candidate | median µs | IQR µs | vs fastest baseline | GB/s |",
+        f"| {data.get('case_header', 'critic')} | candidate | median µs | IQR µs | vs fastest baseline | GB/s |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for case in data["cases"]:
@@ -41,12 +41,13 @@ def render(path: Path) -> str:
                 name += " **(fastest baseline)**"
             elif row["role"] == "pygan":
                 name = f"**{name}**"
+            gbps = "" if row.get("gb_per_s") is None else _number(row["gb_per_s"])  # only where bytes are known
             lines.append(f"| {case['case']} | {name} | {_number(row['median_us'])} | {_number(row['iqr_us'])} "
-                         f"| {row['speedup_vs_fastest_baseline']:.2f}x | {_number(row.get('gb_per_s') or 0)} |")
+                         f"| {row['speedup_vs_fastest_baseline']:.2f}x | {gbps} |")
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for t in data.get("targets", []):
         value = "not measured" if t["value"] is None else f"{t['value']:.2f}"
-        met = "yes" if t["met"] else "**no**"
+        met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} {t['op']} {t['threshold']} | {value} | {met} |")
     for note in data.get("skipped", []) or []:
         lines.append(f"\nSkipped: {note}")
