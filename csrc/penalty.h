@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace pygan {
 
@@ -32,6 +33,11 @@ bool is_sample_blocked(const at::Tensor& t);
 
 // The accumulation dtype: float32 for float16/bfloat16, float64 for float32/float64.
 at::ScalarType acc_dtype(at::ScalarType dtype);
+
+// The same as a C++ type, for kernels dispatched on scalar_t (CPU and CUDA).
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>,
+                                    double, float>;
 
 // ---- interpolate(real, fake, alpha) -> alpha[i] * real[i] + (1 - alpha[i]) * fake[i] ----
 

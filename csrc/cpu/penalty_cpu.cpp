@@ -302,8 +302,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grads, dou
   at::Tensor penalty = in.reduction == Reduction::None ? at::empty({in.batch}, grads.options())
                                                        : at::empty({}, grads.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pygan::grad_penalty", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double> || std::is_same_v<scalar_t, float>,
-                                     double, float>;
+    using acc_t = acc_type<scalar_t>;
     const scalar_t* g = in.grads.const_data_ptr<scalar_t>();
     const int64_t k_per = in.per_sample;
     const Pieces pieces = make_pieces(in.batch, k_per);
@@ -342,8 +341,7 @@ at::Tensor grad_penalty_backward_cpu(const at::Tensor& grad_out, const at::Tenso
   const GradPenaltyInputs& base = in.base;
   at::Tensor out = at::empty_like(base.grads);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grads.scalar_type(), "pygan::grad_penalty_backward", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double> || std::is_same_v<scalar_t, float>,
-                                     double, float>;
+    using acc_t = acc_type<scalar_t>;
     using opmath_t = at::opmath_type<scalar_t>;
     const acc_t* go = in.grad_out.const_data_ptr<acc_t>();
     const acc_t* n = in.norms.const_data_ptr<acc_t>();
