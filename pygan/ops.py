@@ -247,25 +247,21 @@ def _check_batched_float(t, op: str, arg: str) -> None:
         raise ValueError(f"{op}: {arg} is 0-d; expected a batch of samples along dim 0 (shape [B, ...])")
 
 
-def _check_interpolate_args(real, fake, alpha) -> None:
-    # Python twin of check_interpolate_args (csrc/cpu/penalty_cpu.cpp) for the fallback path.
+def _check_interpolate_args(real, fake) -> None:
+    # The part of check_interpolate_args (csrc/cpu/penalty_cpu.cpp) that interpolate() leaves to the
+    # kernels, for the fallback path (types, devices and alpha are checked before either path).
     op = "interpolate"
-    _check_batched_float(real, op, "real")
-    _check_batched_float(fake, op, "fake")
     if real.shape != fake.shape:
         raise ValueError(f"{op}: real has shape {list(real.shape)} but fake has shape {list(fake.shape)}; "
                          "expected equal shapes")
     if real.dtype != fake.dtype:
         raise TypeError(f"{op}: real has dtype {real.dtype} but fake has dtype {fake.dtype}")
-    if real.device != fake.device:
-        raise ValueError(f"{op}: fake is on {fake.device} but real is on {real.device}")
-    if alpha.device != real.device:
-        raise ValueError(f"{op}: alpha is on {alpha.device} but real is on {real.device}")
 
 
 def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
+    # The part of check_grad_penalty_args (csrc/cpu/penalty_cpu.cpp) that grad_penalty() leaves to the
+    # kernels, for the fallback path (grads' type is checked before either path).
     op = "grad_penalty"
-    _check_batched_float(grads, op, "grads")
     if not (math.isfinite(center) and center >= 0):
         raise ValueError(f"{op}: center must be a finite number >= 0, got {center}")
     if reduction not in _REDUCTIONS:
@@ -290,10 +286,11 @@ def _as_alpha(alpha, real: torch.Tensor) -> torch.Tensor:
                          f"per sample) or [{batch}, 1, ..., 1]")
     if alpha.device != real.device:
         raise ValueError(f"interpolate: alpha is on {alpha.device} but real is on {real.device}")
-    if (not torch.compiler.is_compiling() and not _is_capturing(alpha)
-            and not bool(((alpha >= 0) & (alpha <= 1)).all())):
-        bad = alpha[~((alpha >= 0) & (alpha <= 1))].flatten()[0].item()
-        raise ValueError(f"interpolate: alpha must lie in [0, 1]; it contains {bad}")
+    if not torch.compiler.is_compiling() and not _is_capturing(alpha):
+        inside = (alpha >= 0) & (alpha <= 1)  # False for NaN too
+        if not bool(inside.all()):
+            bad = alpha[~inside].flatten()[0].item()
+            raise ValueError(f"interpolate: alpha must lie in [0, 1]; it contains {bad}")
     return alpha.reshape(batch).to(real.dtype)
 
 
@@ -301,13 +298,17 @@ def _is_capturing(t: torch.Tensor) -> bool:
     return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
+def _rand(shape, device: torch.device, dtype: torch.dtype, generator: torch.Generator | None) -> torch.Tensor:
+    """U[0, 1) numbers for `device`, drawn on the generator's device and moved, so a CPU generator
+    also serves CUDA data and reproduces the same numbers (torch.rand alone rejects the mix)."""
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source, dtype=dtype).to(device, non_blocking=True)
+
+
 def _draw_alpha(real: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    # U[0, 1) per sample, drawn on the generator's device (so a CPU generator works for CUDA data and
-    # reproduces the same alphas), in float32 for 16-bit inputs (rounding may then give exactly 1.0).
+    # U[0, 1) per sample, in float32 for 16-bit inputs (rounding may then give exactly 1.0).
     dtype = real.dtype if real.dtype in (torch.float32, torch.float64) else torch.float32
-    device = generator.device if generator is not None else real.device
-    alpha = torch.rand(real.shape[0], generator=generator, device=device, dtype=dtype)
-    return alpha.to(device=real.device, dtype=real.dtype, non_blocking=True)
+    return _rand(real.shape[0], real.device, dtype, generator).to(real.dtype)
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None,
@@ -343,7 +344,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         if torch.compiler.is_compiling():
             return torch.ops.pygan.interpolate.default(real, fake, alpha)
         return _build.module().interpolate(real, fake, alpha)  # the same op, cheaper parsing
-    _check_interpolate_args(real, fake, alpha)
+    _check_interpolate_args(real, fake)
     return reference.interpolate(real, fake, alpha)
 
 

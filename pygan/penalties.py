@@ -194,10 +194,7 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
     _check_batch(real, "real", fn)
     scale = _check_number(scale, "scale", fn)
     real = real.detach()
-    if generator is not None and generator.device != real.device:
-        noise = torch.rand(real.shape, generator=generator, device=generator.device, dtype=real.dtype).to(real.device)
-    else:
-        noise = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype)
+    noise = ops._rand(real.shape, real.device, real.dtype, generator)
     std = real.std() if real.numel() > 1 else real.new_zeros(())
     perturbed = real + scale * std * noise
     return gradient_penalty(critic, real, perturbed, weight, center, generator=generator, scaler=scaler)
