@@ -8,6 +8,7 @@
 // pygan.ops uses them in eager mode and torch.ops.pygan.* under torch.compile.
 #include <torch/extension.h>
 
+#include "emd_binding.h"
 #include "op_handles.h"
 
 #include <optional>
@@ -66,6 +67,22 @@ void increment_(const TensorVector& steps) {
   }
 }
 
+using EmdTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                            at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+EmdTuple as_tuple(const pygan::EmdResult& r) {
+  return {r.cost, r.u, r.v, r.status, r.iterations, r.rounds, r.offsets, r.rows, r.cols, r.values};
+}
+
+EmdTuple emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter) {
+  return as_tuple(pygan::emd_dense(a, b, M, max_iter));
+}
+
+EmdTuple emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x, const at::Tensor& y,
+                    int64_t metric, double p, int64_t max_iter) {
+  return as_tuple(pygan::emd_points(a, b, x, y, metric, p, max_iter));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -83,4 +100,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "torch.ops.pygan.interpolate without the generic argument parsing",
         py::call_guard<py::gil_scoped_release>());
   m.def("increment_", &increment_, "add 1 to each optimizer step counter, in place");
+  // The exact EMD solver (csrc/emd/). Returns (cost [B], u [B, n], v [B, m], status [B],
+  // iterations [B], rounds [B], offsets [B + 1], rows, cols, values); pygan.ot wraps it.
+  m.def("emd_dense", &emd_dense, "exact EMD of B problems with dense costs [B, n, m]",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("emd_points", &emd_points, "exact EMD between point clouds, costs computed on the fly",
+        py::call_guard<py::gil_scoped_release>());
 }

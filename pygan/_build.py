@@ -145,7 +145,9 @@ def _build_settings() -> dict:
     src = source_dir()
     cuda = want_cuda()
     # csrc/*.cpp (schemas, autograd kernels, the Python module) and csrc/cpu/*.cpp (CPU kernels).
-    sources = [*sorted(src.glob("*.cpp")), *sorted((src / "cpu").glob("*.cpp"))]
+    # csrc/emd/*.cpp is the torch-free EMD solver core.
+    sources = [*sorted(src.glob("*.cpp")), *sorted((src / "cpu").glob("*.cpp")),
+               *sorted((src / "emd").glob("*.cpp"))]
     if cuda:
         sources += sorted((src / "cuda").glob("*.cu"))
     cap = cpu_capability()

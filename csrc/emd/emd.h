@@ -1,0 +1,73 @@
+// The exact discrete EMD (optimal transport) solver: pygan's torch-free core.
+//
+// Raw arrays in, a status out (STYLE.md lesson 5). Everything is float64 inside; the binding
+// (csrc/emd_binding.cpp) converts torch tensors, releases the GIL and supplies a parallel-for.
+//
+// Problem: min <P, C> over P >= 0 with P 1 = a, P^T 1 = b, where C is either a dense row-major
+// n x m matrix or computed on the fly from points (c(x_i, y_j) = ||x_i - y_j||^p), so that large
+// point clouds never need the n x m matrix.
+//
+// Method (see docs/ot.md): a network simplex on a *restricted* set of arcs (for each row its k
+// cheapest columns and for each column its k cheapest rows), then pricing of *every* (i, j) against
+// the restricted optimum's potentials; arcs with a negative reduced cost are added and the simplex
+// resumes from its current basis. The loop ends when no arc of the full problem prices out, which
+// is exactly the LP optimality condition: the result is the optimum of the full problem, with the
+// duals as its certificate.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace pygan::emd {
+
+// Matches pygan.ot's result codes (and POT's order for the first values).
+enum class Status : int { Optimal = 0, Infeasible = 1, Unbounded = 2, IterationLimit = 3 };
+
+const char* status_name(Status s);
+
+// parallel_for(begin, end, body): calls body(lo, hi) on disjoint sub-ranges covering [begin, end),
+// possibly concurrently. The default runs body(begin, end) on the calling thread.
+using ParallelFor =
+    std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
+ParallelFor serial_for();
+
+enum class Metric : int { SqEuclidean = 0, Euclidean = 1, Power = 2 };
+
+// Where the costs come from: exactly one of `matrix` (n x m, row-major) or `x`/`y` (n x d, m x d,
+// row-major) is set.
+struct Costs {
+  const double* matrix = nullptr;
+  const double* x = nullptr;
+  const double* y = nullptr;
+  int64_t dim = 0;
+  Metric metric = Metric::Euclidean;
+  double p = 1.0;  // used by Metric::Power: c = ||x - y||^p
+};
+
+struct Options {
+  int64_t max_iter = -1;         // simplex pivots over all rounds; < 0: no limit
+  int64_t neighbours = 0;        // k of the first arc set; 0: 16
+  int64_t add_per_row = 0;       // most arcs added per row and pricing round; 0: 32
+  bool multiscale = true;        // choose the first arcs with duals of a subsampled problem
+  ParallelFor parallel_for;      // empty: serial
+};
+
+struct Solution {
+  Status status = Status::Optimal;
+  double cost = 0.0;              // sum of plan * cost over the stored entries
+  int64_t iterations = 0;         // simplex pivots
+  int64_t rounds = 0;             // pricing rounds over all n x m arcs
+  int64_t arcs = 0;               // size of the final restricted arc set
+  std::vector<int64_t> rows, cols;  // the plan's non-zeros (at most n + m - 1), row-major order
+  std::vector<double> values;
+  std::vector<double> u, v;       // duals: u_i + v_j <= C_ij everywhere, centred so a.u == b.v
+};
+
+// Solves one problem. a (n), b (m): non-negative and finite, with positive totals; b is rescaled
+// by sum(a) / sum(b) inside (callers check that the totals agree to their tolerance). Costs must
+// be finite. Never throws for numerical reasons; throws std::invalid_argument on misuse.
+Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Costs& costs,
+               const Options& options);
+
+}  // namespace pygan::emd

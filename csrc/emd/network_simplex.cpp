@@ -1,0 +1,214 @@
+// The pivots of TransportSimplex (see network_simplex.h for the representation and the NOTEs).
+#include "emd/network_simplex.h"
+
+#include <algorithm>
+
+namespace pygan::emd {
+
+TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand,
+                                   double art_cost)
+    : n_(n), m_(m), nodes_(n + m), root_(n + m), next_arc_(n + m) {
+  const int32_t N = nodes_;
+  src_.resize(N);
+  tgt_.resize(N);
+  cost_.resize(N);
+  flow_.resize(N);
+  in_tree_.assign(N, 1);
+  parent_.assign(N + 1, root_);
+  pred_.resize(N + 1);
+  depth_.assign(N + 1, 1);
+  thread_.resize(N + 1);
+  rev_thread_.resize(N + 1);
+  up_.resize(N + 1);
+  pi_.resize(N + 1);
+  // The start tree: every node is a child of the root through its artificial arc, which carries
+  // the node's whole mass (positive, so the tree is strongly feasible). Rows reach the root for
+  // free, the root reaches columns at art_cost, so any real arc prices out at first.
+  for (int32_t u = 0; u < N; ++u) {
+    const bool row = u < n;
+    src_[u] = row ? u : root_;
+    tgt_[u] = row ? root_ : u;
+    cost_[u] = row ? 0.0 : art_cost;
+    flow_[u] = row ? supply[u] : demand[u - n];
+    pred_[u] = u;
+    up_[u] = row;
+    pi_[u] = row ? 0.0 : art_cost;
+    thread_[u] = u + 1;
+    rev_thread_[u + 1] = u;
+  }
+  parent_[root_] = -1;
+  pred_[root_] = -1;
+  depth_[root_] = 0;
+  pi_[root_] = 0.0;
+  thread_[root_] = N > 0 ? 0 : root_;
+  rev_thread_[0] = root_;
+  if (N == 0) rev_thread_[root_] = root_;
+  else thread_[N - 1] = root_;
+}
+
+double TransportSimplex::artificial_flow() const {
+  double total = 0.0;
+  for (int32_t u = 0; u < nodes_; ++u) total += flow_[u];
+  return total;
+}
+
+// Block search (as in LEMON and POT): scan the real arcs cyclically in blocks of about sqrt(#arcs)
+// and take the most violating arc of the first block that has one.
+int64_t TransportSimplex::find_entering() {
+  const int64_t first = nodes_, end = static_cast<int64_t>(src_.size());
+  const int64_t count = end - first;
+  if (count <= 0) return -1;
+  const int64_t block = std::min<int64_t>(count, std::max<int64_t>(16, std::llround(std::sqrt(double(count)))));
+  int64_t e = std::clamp(next_arc_, first, end - 1);
+  int64_t best = -1;
+  double best_score = 0.0;
+  const double* pi = pi_.data();
+  int64_t scanned = 0, in_block = 0;
+  while (scanned < count) {
+    const int64_t len = std::min({block - in_block, end - e, count - scanned});
+    for (int64_t k = e; k < e + len; ++k) {
+      const double s = violation_score(cost_[k], pi[src_[k]], pi[tgt_[k]]);
+      if (s < best_score && !in_tree_[k]) {
+        best_score = s;
+        best = k;
+      }
+    }
+    e += len;
+    scanned += len;
+    in_block += len;
+    if (e == end) e = first;
+    if (in_block == block) {
+      if (best >= 0) break;
+      in_block = 0;
+    }
+  }
+  next_arc_ = e;
+  return best;
+}
+
+bool TransportSimplex::pivot(int64_t in_arc) {
+  int32_t* parent = parent_.data();
+  int32_t* pred = pred_.data();
+  int32_t* depth = depth_.data();
+  int32_t* thread = thread_.data();
+  int32_t* rev = rev_thread_.data();
+  uint8_t* up = up_.data();
+  double* flow = flow_.data();
+
+  const int32_t p = src_[in_arc], q = tgt_[in_arc];
+  // The apex of the cycle formed by the entering arc and the tree paths from p and q.
+  int32_t x = p, y = q;
+  while (x != y) {
+    const int32_t dx = depth[x], dy = depth[y];
+    if (dx >= dy) x = parent[x];
+    if (dy >= dx) y = parent[y];
+  }
+  const int32_t join = x;
+
+  // Flow moves along p -> q, up from q to the apex, down from the apex to p. A tree arc blocks
+  // when that direction opposes it; pick the last blocking arc in the cycle's orientation.
+  double delta = std::numeric_limits<double>::infinity();
+  int32_t u_out = -1;
+  bool on_p_side = false;
+  for (int32_t u = p; u != join; u = parent[u]) {
+    if (up[u] && flow[pred[u]] < delta) {
+      delta = flow[pred[u]];
+      u_out = u;
+      on_p_side = true;
+    }
+  }
+  for (int32_t u = q; u != join; u = parent[u]) {
+    if (!up[u] && flow[pred[u]] <= delta) {
+      delta = flow[pred[u]];
+      u_out = u;
+      on_p_side = false;
+    }
+  }
+  if (u_out < 0) return false;
+
+  if (delta > 0) {
+    flow[in_arc] += delta;
+    for (int32_t u = p; u != join; u = parent[u]) flow[pred[u]] += up[u] ? -delta : delta;
+    for (int32_t u = q; u != join; u = parent[u]) flow[pred[u]] += up[u] ? delta : -delta;
+  }
+  const int32_t out_arc = pred[u_out];
+  flow[out_arc] = 0.0;
+  in_tree_[out_arc] = 0;
+  in_tree_[in_arc] = 1;
+
+  const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
+  // Shift of T's potentials that makes the entering arc's reduced cost zero.
+  const double c = cost_[in_arc];
+  const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
+
+  // The stem u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links get reversed.
+  stem_.clear();
+  for (int32_t u = u_in;; u = parent[u]) {
+    stem_.push_back(u);
+    if (u == u_out) break;
+  }
+  // New preorder of T: s_0's old subtree, then s_1 with its old subtree minus s_0's, and so on.
+  order_.clear();
+  int32_t prev = -1, prev_end = -1;
+  for (const int32_t s : stem_) {
+    const int32_t ds = depth[s];
+    order_.push_back(s);
+    int32_t last = s;
+    // The root has depth 0, so the walk always stops at the end of s's old subtree.
+    for (int32_t w = thread[s]; depth[w] > ds;) {
+      if (w == prev) {  // skip the previous stem node's subtree: it is already in order_
+        last = prev_end;
+        w = thread[prev_end];
+        continue;
+      }
+      order_.push_back(w);
+      last = w;
+      w = thread[w];
+    }
+    prev = s;
+    prev_end = last;
+  }
+  // Cut T (the thread segment u_out .. prev_end) out of the thread.
+  const int32_t before = rev[u_out], after = thread[prev_end];
+  thread[before] = after;
+  rev[after] = before;
+  // Reverse the stem's parent links; each stem node takes over the arc below it.
+  for (size_t i = stem_.size() - 1; i >= 1; --i) {
+    const int32_t s = stem_[i], below = stem_[i - 1];
+    parent[s] = below;
+    pred[s] = pred[below];
+    up[s] = !up[below];
+  }
+  parent[u_in] = v_in;
+  pred[u_in] = static_cast<int32_t>(in_arc);
+  up[u_in] = on_p_side;  // the arc runs p -> q: from u_in to its new parent iff u_in == p
+  // Splice T's new preorder right after v_in, then fix depths and potentials in that order
+  // (a parent always comes before its children).
+  const int32_t next = thread[v_in];
+  int32_t last = v_in;
+  for (const int32_t w : order_) {
+    thread[last] = w;
+    rev[w] = last;
+    depth[w] = depth[parent[w]] + 1;
+    pi_[w] += sigma;
+    last = w;
+  }
+  thread[last] = next;
+  rev[next] = last;
+  return true;
+}
+
+Status TransportSimplex::run(int64_t max_pivots, int64_t& pivots) {
+  for (int64_t done = 0;; ++done) {
+    if (max_pivots >= 0 && done >= max_pivots) {
+      // Out of pivots: optimal only if nothing would enter.
+      return find_entering() < 0 ? Status::Optimal : Status::IterationLimit;
+    }
+    const int64_t in_arc = find_entering();
+    if (in_arc < 0) return Status::Optimal;
+    if (!pivot(in_arc)) return Status::Unbounded;
+    ++pivots;
+  }
+}
+
+}  // namespace pygan::emd

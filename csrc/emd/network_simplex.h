@@ -1,0 +1,99 @@
+// A primal network simplex for the transportation problem over a growing set of arcs.
+//
+// Nodes: rows 0..n-1 (supplies), columns n..n+m-1 (demands) and an artificial root n+m. Arcs:
+// ids 0..n+m-1 are the artificial arcs (row -> root at cost 0, root -> column at a big cost, the
+// "big-M" start: every node hangs off the root), real arcs row -> column are appended by add_arc()
+// at any time with flow 0, so the solve can resume from the current basis after new arcs arrive.
+// Capacities are infinite, so a non-tree arc always sits at its lower bound (flow 0).
+//
+// NOTE: [Strongly feasible trees]
+// Degenerate pivots (flow change 0) are the rule in transport problems (an assignment has n - 1
+// of its 2n - 1 basic arcs at zero flow). Cycling is prevented by keeping the spanning tree
+// strongly feasible (Cunningham 1976): the start tree is (every artificial arc carries its node's
+// full, positive mass), and the leaving arc is the *last* blocking arc met when the pivot cycle is
+// walked in its orientation starting at the apex (the join of the two tree paths). Ties are broken
+// toward that rule with < on the way down and <= on the way up (see pivot()).
+//
+// NOTE: [Tree representation]
+// parent/pred/up/depth per node plus a preorder "thread" (and its reverse). A pivot cuts the subtree
+// T hanging below the leaving arc, re-roots it at the entering arc's endpoint and splices its new
+// preorder after the other endpoint. All of that is O(|T|), the same order as the potential update
+// that every network simplex does on T anyway.
+//
+// NOTE: [Reduced-cost tolerance]
+// An arc enters only if its reduced cost c + pi_s - pi_t is below -kRelTol * (|c| + |pi_s| + |pi_t|):
+// a few ulps of the numbers it is computed from, so rounding noise never drives pivots (which could
+// loop). The driver prices the full problem with the same test (violation_score), so "nothing enters
+// here" and "nothing violates there" agree. The resulting dual violation is at most that bound.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "emd/emd.h"
+
+namespace pygan::emd {
+
+constexpr double kRelTol = 64 * 2.220446049250313e-16;
+
+// Negative iff the arc with cost c from a node of potential ps to one of potential pt may enter.
+inline double violation_score(double c, double ps, double pt) {
+  return (c + ps - pt) + kRelTol * (std::fabs(c) + std::fabs(ps) + std::fabs(pt));
+}
+
+class TransportSimplex {
+ public:
+  // supply (n) and demand (m): positive masses with equal totals (up to rounding).
+  TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand, double art_cost);
+
+  void add_arc(int32_t row, int32_t col, double cost) {
+    src_.push_back(row);
+    tgt_.push_back(n_ + col);
+    cost_.push_back(cost);
+    flow_.push_back(0.0);
+    in_tree_.push_back(0);
+  }
+
+  // Pivots until no arc of the current set enters, or until `max_pivots` (< 0: no limit) more
+  // pivots were made. Adds the pivots made to `pivots`.
+  Status run(int64_t max_pivots, int64_t& pivots);
+
+  int32_t rows() const { return n_; }
+  int32_t cols() const { return m_; }
+  int64_t real_arcs() const { return static_cast<int64_t>(src_.size()) - nodes_; }
+  // Row r's potential is pi(r), column c's is pi(n + c): reduced cost = cost + pi(r) - pi(n + c).
+  const double* potentials() const { return pi_.data(); }
+  // Real arc k (0-based among the real arcs).
+  int32_t arc_row(int64_t k) const { return src_[nodes_ + k]; }
+  int32_t arc_col(int64_t k) const { return tgt_[nodes_ + k] - n_; }
+  double arc_cost(int64_t k) const { return cost_[nodes_ + k]; }
+  double arc_flow(int64_t k) const { return flow_[nodes_ + k]; }
+  // Adds a constant to every potential (reduced costs do not change) so that row 0's is zero: keeps
+  // the big-M offset out of the duals when the root hangs off a column's artificial arc.
+  void normalise_potentials() {
+    const double shift = pi_[0];
+    for (double& x : pi_) x -= shift;
+  }
+  // Flow still routed through the root (zero for a solved, balanced problem; rounding aside).
+  double artificial_flow() const;
+
+ private:
+  int64_t find_entering();
+  bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
+
+  int32_t n_, m_, nodes_, root_;
+  // Arcs (artificial ones first).
+  std::vector<int32_t> src_, tgt_;
+  std::vector<double> cost_, flow_;
+  std::vector<uint8_t> in_tree_;
+  // Spanning tree, per node (root included).
+  std::vector<int32_t> parent_, pred_, depth_, thread_, rev_thread_;
+  std::vector<uint8_t> up_;  // pred_ arc points from the node to its parent
+  std::vector<double> pi_;
+  int64_t next_arc_;
+  std::vector<int32_t> stem_, order_;  // scratch for pivot()
+};
+
+}  // namespace pygan::emd

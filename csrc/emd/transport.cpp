@@ -1,0 +1,411 @@
+// pygan::emd::solve: restricted network simplex + full pricing rounds (see emd.h and docs/ot.md).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <random>
+#ifdef PYGAN_EMD_TRACE
+#include <cstdio>
+#endif
+#include <stdexcept>
+#include <string>
+
+#include "emd/emd.h"
+#include "emd/network_simplex.h"
+
+namespace pygan::emd {
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::Optimal: return "optimal";
+    case Status::Infeasible: return "infeasible";
+    case Status::Unbounded: return "unbounded";
+    case Status::IterationLimit: return "iteration_limit";
+  }
+  return "unknown";
+}
+
+ParallelFor serial_for() {
+  return [](int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& body) {
+    if (begin < end) body(begin, end);
+  };
+}
+
+namespace {
+
+// One row of costs at a time: the matrix row itself, or computed from the points into a buffer.
+class CostRows {
+ public:
+  CostRows(const Costs& costs, int64_t m) : c_(costs), m_(m) {}
+
+  const double* row(int64_t i, double* buffer) const {
+    if (c_.matrix) return c_.matrix + i * m_;
+    const int64_t d = c_.dim;
+    const double* xi = c_.x + i * d;
+    const double* y = c_.y;
+    if (d == 2) {  // the common case, written so that the loop vectorises
+      const double x0 = xi[0], x1 = xi[1];
+      for (int64_t j = 0; j < m_; ++j) {
+        const double d0 = x0 - y[2 * j], d1 = x1 - y[2 * j + 1];
+        buffer[j] = d0 * d0 + d1 * d1;
+      }
+    } else {
+      for (int64_t j = 0; j < m_; ++j) {
+        double s = 0.0;
+        for (int64_t k = 0; k < d; ++k) {
+          const double t = xi[k] - y[j * d + k];
+          s += t * t;
+        }
+        buffer[j] = s;
+      }
+    }
+    finish(buffer);
+    return buffer;
+  }
+
+  double at(int64_t i, int64_t j) const {
+    if (c_.matrix) return c_.matrix[i * m_ + j];
+    double s = 0.0;
+    for (int64_t k = 0; k < c_.dim; ++k) {
+      const double t = c_.x[i * c_.dim + k] - c_.y[j * c_.dim + k];
+      s += t * t;
+    }
+    return metric(s);
+  }
+
+ private:
+  double metric(double sq) const {
+    switch (c_.metric) {
+      case Metric::SqEuclidean: return sq;
+      case Metric::Euclidean: return std::sqrt(sq);
+      case Metric::Power: return std::pow(sq, 0.5 * c_.p);
+    }
+    return sq;
+  }
+  void finish(double* buffer) const {  // squared distances -> costs, one metric branch per row
+    if (c_.metric == Metric::Euclidean) {
+      for (int64_t j = 0; j < m_; ++j) buffer[j] = std::sqrt(buffer[j]);
+    } else if (c_.metric == Metric::Power) {
+      const double half_p = 0.5 * c_.p;
+      for (int64_t j = 0; j < m_; ++j) buffer[j] = std::pow(buffer[j], half_p);
+    }
+  }
+
+  const Costs& c_;
+  int64_t m_;
+};
+
+// The k smallest keys seen, with their indices (unsorted; k is small).
+struct SmallestK {
+  double* key;
+  int32_t* idx;
+  int32_t k, size = 0, worst = 0;
+  void push(double value, int32_t index) {
+    if (size < k) {
+      key[size] = value;
+      idx[size] = index;
+      if (size == 0 || value > key[worst]) worst = size;
+      ++size;
+      return;
+    }
+    if (!(value < key[worst])) return;
+    key[worst] = value;
+    idx[worst] = index;
+    for (int32_t t = 0; t < k; ++t)
+      if (key[t] > key[worst]) worst = t;
+  }
+};
+
+struct Active {
+  std::vector<int32_t> rows, cols;     // original indices of positive-mass rows / columns
+  std::vector<int32_t> col_pos;        // original column -> active index, or -1
+};
+
+}  // namespace
+
+Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Costs& costs,
+               const Options& options) {
+  if (n <= 0 || m <= 0) throw std::invalid_argument("emd::solve: n and m must be positive");
+  if (n + m >= std::numeric_limits<int32_t>::max())
+    throw std::invalid_argument("emd::solve: n + m must fit in 32 bits");
+  if (!costs.matrix && !(costs.x && costs.y && costs.dim > 0))
+    throw std::invalid_argument("emd::solve: give either a cost matrix or two point sets");
+  const ParallelFor parallel_for = options.parallel_for ? options.parallel_for : serial_for();
+  const CostRows cost_rows(costs, m);
+  std::mutex merge_mutex;
+
+  // Zero-mass rows and columns take no part in the network (a strongly feasible start tree needs
+  // positive masses); their duals come from c-transforms at the end.
+  Active act;
+  double sum_a = 0.0, sum_b = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    if (a[i] > 0) act.rows.push_back(static_cast<int32_t>(i)), sum_a += a[i];
+  act.col_pos.assign(m, -1);
+  for (int64_t j = 0; j < m; ++j)
+    if (b[j] > 0) act.col_pos[j] = static_cast<int32_t>(act.cols.size()), act.cols.push_back(static_cast<int32_t>(j)), sum_b += b[j];
+  if (!(sum_a > 0) || !(sum_b > 0)) throw std::invalid_argument("emd::solve: masses must have positive totals");
+  const int32_t na = static_cast<int32_t>(act.rows.size()), ma = static_cast<int32_t>(act.cols.size());
+  const double scale = sum_a / sum_b;  // b is brought to a's total: the residue is a few ulps
+  std::vector<double> supply(na), demand(ma), b_scaled(m);
+  for (int32_t r = 0; r < na; ++r) supply[r] = a[act.rows[r]];
+  for (int64_t j = 0; j < m; ++j) b_scaled[j] = b[j] * scale;
+  for (int32_t c = 0; c < ma; ++c) demand[c] = b_scaled[act.cols[c]];
+
+  // First arc set. Small problems: every arc. Otherwise each row's k best columns and each
+  // column's k best rows, "best" by reduced cost under approximate duals (below), found in one
+  // pass over the costs that also finds the largest |cost|.
+  int64_t k = options.neighbours > 0 ? options.neighbours : 16;
+  const bool complete = int64_t(na) * ma <= 128 * 128 || ma <= 2 * k || na <= 2 * k;
+  k = std::min<int64_t>({k, na, ma});
+
+  // NOTE: [Multiscale start]
+  // Nearest neighbours by cost alone miss the optimal plan whenever mass must travel (two clouds
+  // apart), and every missing arc costs a pricing round and many pivots. So first solve the
+  // problem on a random quarter of the rows and of the columns (recursively, the same way), extend
+  // its duals to every row and column by c-transforms (v_j = min_i C_ij - u_i over the sampled
+  // rows, then u_i = min_j C_ij - v_j), and choose each row's and column's arcs by the reduced
+  // cost C_ij - u_i - v_j under those duals: the tight arcs of a good dual are where an optimal
+  // plan lives. The result stays exact either way; this only decides where the search starts.
+  std::vector<double> row_dual(na, 0.0), col_dual(ma, 0.0);
+  const bool coarse = !complete && options.multiscale;
+  if (coarse) {
+    std::mt19937_64 rng(0x5eed + na + 31 * ma);
+    std::vector<int32_t> rs(na), cs(ma);
+    for (int32_t r = 0; r < na; ++r) rs[r] = r;
+    for (int32_t l = 0; l < ma; ++l) cs[l] = l;
+    std::shuffle(rs.begin(), rs.end(), rng);
+    std::shuffle(cs.begin(), cs.end(), rng);
+    rs.resize(std::max<int32_t>(na / 4, std::min<int32_t>(na, 64)));
+    cs.resize(std::max<int32_t>(ma / 4, std::min<int32_t>(ma, 64)));
+    std::sort(rs.begin(), rs.end());
+    std::sort(cs.begin(), cs.end());
+    const int64_t ns = rs.size(), ms = cs.size();
+    std::vector<double> sa(ns), sb(ms), sub_matrix, sx, sy;
+    for (int64_t t = 0; t < ns; ++t) sa[t] = supply[rs[t]];
+    for (int64_t t = 0; t < ms; ++t) sb[t] = demand[cs[t]];
+    Costs sub = costs;
+    if (costs.matrix) {
+      sub_matrix.resize(size_t(ns) * ms);
+      for (int64_t t = 0; t < ns; ++t)
+        for (int64_t q = 0; q < ms; ++q)
+          sub_matrix[t * ms + q] = costs.matrix[int64_t(act.rows[rs[t]]) * m + act.cols[cs[q]]];
+      sub.matrix = sub_matrix.data();
+    } else {
+      const int64_t d = costs.dim;
+      sx.resize(size_t(ns) * d);
+      sy.resize(size_t(ms) * d);
+      for (int64_t t = 0; t < ns; ++t) std::copy_n(costs.x + act.rows[rs[t]] * d, d, sx.data() + t * d);
+      for (int64_t q = 0; q < ms; ++q) std::copy_n(costs.y + act.cols[cs[q]] * d, d, sy.data() + q * d);
+      sub.x = sx.data();
+      sub.y = sy.data();
+    }
+    Options sub_options = options;
+    sub_options.max_iter = -1;
+    const Solution coarse_sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
+    std::fill(col_dual.begin(), col_dual.end(), std::numeric_limits<double>::infinity());
+    parallel_for(0, ns, [&](int64_t lo, int64_t hi) {
+      std::vector<double> buffer(costs.matrix ? 0 : m), best(ma, std::numeric_limits<double>::infinity());
+      for (int64_t t = lo; t < hi; ++t) {
+        const double* c = cost_rows.row(act.rows[rs[t]], buffer.data());
+        const double u = coarse_sol.u[t];
+        for (int32_t l = 0; l < ma; ++l) best[l] = std::min(best[l], c[act.cols[l]] - u);
+      }
+      std::lock_guard<std::mutex> guard(merge_mutex);
+      for (int32_t l = 0; l < ma; ++l) col_dual[l] = std::min(col_dual[l], best[l]);
+    });
+  }
+
+  std::vector<double> row_key(complete ? 0 : size_t(na) * k), col_key(complete ? 0 : size_t(ma) * k);
+  std::vector<int32_t> row_idx(row_key.size()), col_idx(col_key.size()), col_size(complete ? 0 : ma, 0);
+  double max_abs = 0.0;
+  parallel_for(0, na, [&](int64_t lo, int64_t hi) {
+    std::vector<double> buffer(costs.matrix ? 0 : m), ckey(complete ? 0 : size_t(ma) * k);
+    std::vector<int32_t> cidx(ckey.size()), csize(complete ? 0 : ma, 0), cworst(csize.size(), 0);
+    std::vector<double> key(complete ? 0 : ma);
+    double local_max = 0.0;
+    for (int64_t r = lo; r < hi; ++r) {
+      const double* c = cost_rows.row(act.rows[r], buffer.data());
+      double row_max = 0.0;
+      for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(c[act.cols[l]]));
+      local_max = std::max(local_max, row_max);
+      if (complete) continue;
+      double u = 0.0;
+      if (coarse) {
+        u = std::numeric_limits<double>::infinity();
+        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[act.cols[l]] - col_dual[l]);
+        row_dual[r] = u;
+      }
+      for (int32_t l = 0; l < ma; ++l) key[l] = c[act.cols[l]] - u - col_dual[l];
+      SmallestK mine{row_key.data() + r * k, row_idx.data() + r * k, int32_t(k)};
+      for (int32_t l = 0; l < ma; ++l) {
+        const double value = key[l];
+        mine.push(value, l);
+        SmallestK col{ckey.data() + size_t(l) * k, cidx.data() + size_t(l) * k, int32_t(k), csize[l], cworst[l]};
+        col.push(value, int32_t(r));
+        csize[l] = col.size;
+        cworst[l] = col.worst;
+      }
+    }
+    std::lock_guard<std::mutex> guard(merge_mutex);
+    max_abs = std::max(max_abs, local_max);
+    if (complete) return;
+    for (int32_t l = 0; l < ma; ++l) {
+      SmallestK col{col_key.data() + size_t(l) * k, col_idx.data() + size_t(l) * k, int32_t(k), col_size[l], 0};
+      for (int32_t t = 0; t < col.size; ++t)
+        if (col.key[t] > col.key[col.worst]) col.worst = t;
+      for (int32_t t = 0; t < csize[l]; ++t) col.push(ckey[size_t(l) * k + t], cidx[size_t(l) * k + t]);
+      col_size[l] = col.size;
+    }
+  });
+  if (!std::isfinite(max_abs)) throw std::invalid_argument("emd::solve: costs must be finite");
+
+  const int32_t nodes = na + ma;
+  // Big-M: routing mass through the root costs more than any path of real arcs can.
+  const double art_cost = (max_abs > 0 ? max_abs : 1.0) * (double(nodes) + 1.0);
+  TransportSimplex simplex(na, ma, supply.data(), demand.data(), art_cost);
+  if (complete) {
+    for (int32_t r = 0; r < na; ++r) {
+      const int32_t i = act.rows[r];
+      for (int32_t l = 0; l < ma; ++l) simplex.add_arc(r, l, cost_rows.at(i, act.cols[l]));
+    }
+  } else {
+    std::vector<std::vector<int32_t>> per_row(na);
+    for (int32_t r = 0; r < na; ++r) per_row[r].assign(row_idx.begin() + r * k, row_idx.begin() + (r + 1) * k);
+    for (int32_t l = 0; l < ma; ++l)
+      for (int32_t t = 0; t < col_size[l]; ++t) per_row[col_idx[size_t(l) * k + t]].push_back(l);
+    struct Arc {
+      double key, cost;
+      int32_t row, col;
+    };
+    std::vector<Arc> arcs;
+    for (int32_t r = 0; r < na; ++r) {
+      auto& cols = per_row[r];
+      std::sort(cols.begin(), cols.end());
+      cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+      for (const int32_t l : cols) {
+        const double c = cost_rows.at(act.rows[r], act.cols[l]);
+        arcs.push_back({c - row_dual[r] - col_dual[l], c, r, l});
+      }
+    }
+    for (const Arc& e : arcs) simplex.add_arc(e.row, e.col, e.cost);
+    // Neighbour arcs alone often cannot carry the masses (two clouds apart: every neighbour of a
+    // point may lie in its own cloud). Then the restricted optimum keeps mass on the artificial
+    // arcs and its big-M potentials make every pricing round add useless arcs. So make the first
+    // set feasible: fill a greedy plan over the neighbour arcs (smallest reduced cost first), then pair what is
+    // left over row by row (a north-west corner), adding those arcs.
+    std::sort(arcs.begin(), arcs.end(), [](const Arc& x, const Arc& y) { return x.key < y.key; });
+    std::vector<double> left_a(supply), left_b(demand);
+    for (const Arc& e : arcs) {
+      const double f = std::min(left_a[e.row], left_b[e.col]);
+      left_a[e.row] -= f;
+      left_b[e.col] -= f;
+    }
+    const double crumb = 1e-12 * sum_a;  // leftovers of rounding, not mass to route
+    int32_t r = 0, l = 0;
+    for (;;) {
+      while (r < na && left_a[r] <= crumb) ++r;
+      while (l < ma && left_b[l] <= crumb) ++l;
+      if (r == na || l == ma) break;
+      simplex.add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
+      const double f = std::min(left_a[r], left_b[l]);
+      left_a[r] -= f;
+      left_b[l] -= f;
+    }
+  }
+
+  Solution sol;
+  const int64_t add_per_row = options.add_per_row > 0 ? options.add_per_row : 32;
+  std::vector<double> add_key(complete ? 0 : size_t(na) * add_per_row);
+  std::vector<int32_t> add_idx(add_key.size()), add_size(complete ? 0 : na);
+  std::vector<double> col_pi(m);
+  for (;;) {
+    const int64_t before = sol.iterations;
+    const int64_t budget = options.max_iter < 0 ? -1 : std::max<int64_t>(0, options.max_iter - sol.iterations);
+    sol.status = simplex.run(budget, sol.iterations);
+    if (sol.status != Status::Optimal || complete) break;
+    // A round that added arcs none of which entered: the only "violations" were at the
+    // tolerance's edge (computed in a different order), so the current basis is optimal.
+    if (sol.rounds > 0 && sol.iterations == before) break;
+    // Price every (row, column) pair; keep each row's most violating arcs.
+    ++sol.rounds;
+    simplex.normalise_potentials();
+    const double* pi = simplex.potentials();
+    std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
+    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l];
+    parallel_for(0, na, [&](int64_t lo, int64_t hi) {
+      std::vector<double> buffer(costs.matrix ? 0 : m);
+      for (int64_t r = lo; r < hi; ++r) {
+        const double* c = cost_rows.row(act.rows[r], buffer.data());
+        const double pr = pi[r];
+        SmallestK worst{add_key.data() + r * add_per_row, add_idx.data() + r * add_per_row, int32_t(add_per_row)};
+        for (int64_t j = 0; j < m; ++j) {
+          // Inactive columns have potential -inf: their score is +inf, never negative.
+          const double s = violation_score(c[j], pr, col_pi[j]);
+          if (s < 0) worst.push(s, int32_t(j));
+        }
+        add_size[r] = worst.size;
+      }
+    });
+    int64_t added = 0;
+    for (int32_t r = 0; r < na; ++r) {
+      for (int32_t t = 0; t < add_size[r]; ++t) {
+        const int32_t j = add_idx[size_t(r) * add_per_row + t];
+        simplex.add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
+      }
+      added += add_size[r];
+    }
+#ifdef PYGAN_EMD_TRACE
+    std::fprintf(stderr, "round %lld: pivots %lld, artificial flow %.3g, added %lld, arcs %lld\n",
+                 (long long)sol.rounds, (long long)(sol.iterations - before), simplex.artificial_flow(),
+                 (long long)added, (long long)simplex.real_arcs());
+#endif
+    if (added == 0) break;
+  }
+  if (sol.status == Status::Optimal && simplex.artificial_flow() > 1e-9 * sum_a) sol.status = Status::Infeasible;
+  sol.arcs = simplex.real_arcs();
+
+  // The plan (basic arcs with positive flow), in row-major order of the original indices.
+  std::vector<int64_t> order;
+  for (int64_t e = 0; e < sol.arcs; ++e)
+    if (simplex.arc_flow(e) > 0) order.push_back(e);
+  std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return std::make_pair(simplex.arc_row(x), simplex.arc_col(x)) < std::make_pair(simplex.arc_row(y), simplex.arc_col(y));
+  });
+  for (const int64_t e : order) {
+    sol.rows.push_back(act.rows[simplex.arc_row(e)]);
+    sol.cols.push_back(act.cols[simplex.arc_col(e)]);
+    sol.values.push_back(simplex.arc_flow(e));
+    sol.cost += simplex.arc_flow(e) * simplex.arc_cost(e);
+  }
+
+  // Duals: u_i = -pi(row), v_j = pi(column); zero-mass columns, then rows, get c-transforms so
+  // that u_i + v_j <= C_ij holds for every pair. Then centre them as POT does (a.u == b.v).
+  simplex.normalise_potentials();
+  const double* pi = simplex.potentials();
+  const double inf = std::numeric_limits<double>::infinity();
+  sol.u.assign(n, inf);
+  sol.v.assign(m, inf);
+  for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -pi[r];
+  for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l];
+  for (int64_t j = 0; j < m; ++j) {
+    if (act.col_pos[j] >= 0) continue;
+    double best = inf;
+    for (const int32_t i : act.rows) best = std::min(best, cost_rows.at(i, j) - sol.u[i]);
+    sol.v[j] = best;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (a[i] > 0) continue;
+    double best = inf;
+    for (int64_t j = 0; j < m; ++j) best = std::min(best, cost_rows.at(i, j) - sol.v[j]);
+    sol.u[i] = best;
+  }
+  double au = 0.0, bv = 0.0;
+  for (int64_t i = 0; i < n; ++i) au += a[i] * sol.u[i];
+  for (int64_t j = 0; j < m; ++j) bv += b_scaled[j] * sol.v[j];
+  const double shift = (bv - au) / (sum_a + sum_a);
+  for (double& x : sol.u) x += shift;
+  for (double& x : sol.v) x -= shift;
+  return sol;
+}
+
+}  // namespace pygan::emd

@@ -1,0 +1,143 @@
+// The thin torch binding of the EMD core (csrc/emd/): tensors in and out, ATen's thread pool.
+//
+// pygan/ot.py validates and converts everything (float64, contiguous, CPU) before calling these,
+// so the checks here only guard against misuse of the binding itself. python.cpp exposes them with
+// the GIL released.
+#include "emd_binding.h"
+
+#include <ATen/Parallel.h>
+
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "emd/emd.h"
+
+namespace pygan {
+namespace {
+
+emd::ParallelFor aten_parallel_for() {
+  return [](int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& body) {
+    at::parallel_for(begin, end, 1, body);
+  };
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("pygan emd binding: ") + what);
+}
+
+void check_f64(const at::Tensor& t, int64_t dim, const char* what) {
+  check(t.device().is_cpu() && t.scalar_type() == at::kDouble && t.is_contiguous() && t.dim() == dim,
+        what);
+}
+
+// Packs solutions into tensors: per-problem cost/status/iterations/rounds, stacked duals and the
+// plans' non-zeros concatenated, problem p's entries at [offsets[p], offsets[p + 1]).
+EmdResult pack(std::vector<emd::Solution>& sols, int64_t n, int64_t m) {
+  const int64_t B = static_cast<int64_t>(sols.size());
+  auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto i64 = at::TensorOptions().dtype(at::kLong);
+  EmdResult r;
+  r.cost = at::empty({B}, f64);
+  r.u = at::empty({B, n}, f64);
+  r.v = at::empty({B, m}, f64);
+  r.status = at::empty({B}, i64);
+  r.iterations = at::empty({B}, i64);
+  r.rounds = at::empty({B}, i64);
+  r.offsets = at::empty({B + 1}, i64);
+  int64_t nnz = 0;
+  auto* off = r.offsets.data_ptr<int64_t>();
+  for (int64_t p = 0; p < B; ++p) {
+    off[p] = nnz;
+    nnz += static_cast<int64_t>(sols[p].values.size());
+  }
+  off[B] = nnz;
+  r.rows = at::empty({nnz}, i64);
+  r.cols = at::empty({nnz}, i64);
+  r.values = at::empty({nnz}, f64);
+  for (int64_t p = 0; p < B; ++p) {
+    auto& s = sols[p];
+    r.cost.data_ptr<double>()[p] = s.cost;
+    r.status.data_ptr<int64_t>()[p] = static_cast<int64_t>(s.status);
+    r.iterations.data_ptr<int64_t>()[p] = s.iterations;
+    r.rounds.data_ptr<int64_t>()[p] = s.rounds;
+    std::copy(s.u.begin(), s.u.end(), r.u.data_ptr<double>() + p * n);
+    std::copy(s.v.begin(), s.v.end(), r.v.data_ptr<double>() + p * m);
+    std::copy(s.rows.begin(), s.rows.end(), r.rows.data_ptr<int64_t>() + off[p]);
+    std::copy(s.cols.begin(), s.cols.end(), r.cols.data_ptr<int64_t>() + off[p]);
+    std::copy(s.values.begin(), s.values.end(), r.values.data_ptr<double>() + off[p]);
+  }
+  return r;
+}
+
+emd::Options make_options(int64_t max_iter) {
+  emd::Options options;
+  options.max_iter = max_iter;
+  return options;
+}
+
+}  // namespace
+
+EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter) {
+  check_f64(a, 2, "a must be a contiguous float64 CPU tensor [B, n]");
+  check_f64(b, 2, "b must be a contiguous float64 CPU tensor [B, m]");
+  check_f64(M, 3, "M must be a contiguous float64 CPU tensor [B, n, m]");
+  const int64_t B = M.size(0), n = M.size(1), m = M.size(2);
+  check(a.size(0) == B && a.size(1) == n && b.size(0) == B && b.size(1) == m, "shapes disagree");
+  std::vector<emd::Solution> sols(B);
+  const double* pa = a.data_ptr<double>();
+  const double* pb = b.data_ptr<double>();
+  const double* pm = M.data_ptr<double>();
+  if (B == 1) {
+    emd::Options options = make_options(max_iter);
+    options.parallel_for = aten_parallel_for();
+    emd::Costs costs;
+    costs.matrix = pm;
+    sols[0] = emd::solve(n, m, pa, pb, costs, options);
+  } else {
+    // Many problems: one per thread at a time, each solved serially.
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t p = lo; p < hi; ++p) {
+        try {
+          emd::Costs costs;
+          costs.matrix = pm + p * n * m;
+          sols[p] = emd::solve(n, m, pa + p * n, pb + p * m, costs, make_options(max_iter));
+        } catch (...) {
+          std::lock_guard<std::mutex> guard(error_mutex);
+          if (!error) error = std::current_exception();
+        }
+      }
+    });
+    if (error) std::rethrow_exception(error);
+  }
+  return pack(sols, n, m);
+}
+
+EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x, const at::Tensor& y,
+                     int64_t metric, double p, int64_t max_iter) {
+  check_f64(a, 1, "a must be a contiguous float64 CPU tensor [n]");
+  check_f64(b, 1, "b must be a contiguous float64 CPU tensor [m]");
+  check_f64(x, 2, "x must be a contiguous float64 CPU tensor [n, d]");
+  check_f64(y, 2, "y must be a contiguous float64 CPU tensor [m, d]");
+  const int64_t n = x.size(0), m = y.size(0), d = x.size(1);
+  check(a.size(0) == n && b.size(0) == m && y.size(1) == d && d > 0, "shapes disagree");
+  check(metric >= 0 && metric <= 2, "metric must be 0 (sqeuclidean), 1 (euclidean) or 2 (power)");
+  emd::Costs costs;
+  costs.x = x.data_ptr<double>();
+  costs.y = y.data_ptr<double>();
+  costs.dim = d;
+  costs.metric = static_cast<emd::Metric>(metric);
+  costs.p = p;
+  emd::Options options = make_options(max_iter);
+  options.parallel_for = aten_parallel_for();
+  std::vector<emd::Solution> sols(1);
+  sols[0] = emd::solve(n, m, a.data_ptr<double>(), b.data_ptr<double>(), costs, options);
+  return pack(sols, n, m);
+}
+
+}  // namespace pygan

@@ -1,0 +1,31 @@
+// Torch-facing entry points of the exact EMD solver (implemented in emd_binding.cpp).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace pygan {
+
+// Solutions of B problems, packed into tensors (CPU; float64 and int64).
+struct EmdResult {
+  at::Tensor cost;        // [B]
+  at::Tensor u, v;        // [B, n], [B, m]: centred duals, feasible for every (i, j)
+  at::Tensor status;      // [B]: emd::Status values
+  at::Tensor iterations;  // [B]: simplex pivots
+  at::Tensor rounds;      // [B]: full pricing rounds
+  at::Tensor offsets;     // [B + 1]: problem p's plan entries are [offsets[p], offsets[p + 1])
+  at::Tensor rows, cols;  // [nnz]: plan entries, row-major within each problem
+  at::Tensor values;      // [nnz]
+};
+
+// a [B, n], b [B, m], M [B, n, m]: contiguous float64 CPU tensors. B > 1 solves the problems in
+// parallel (one per thread); B == 1 parallelises inside the one problem.
+EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter);
+
+// a [n], b [m], x [n, d], y [m, d]: contiguous float64 CPU tensors. metric: 0 squared Euclidean,
+// 1 Euclidean, 2 Euclidean to the power p.
+EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x, const at::Tensor& y,
+                     int64_t metric, double p, int64_t max_iter);
+
+}  // namespace pygan
