@@ -4,13 +4,13 @@ Importing pygan is cheap: the C++/CUDA extension is compiled (once, cached) on t
 See README.md and docs/ for usage.
 """
 
-from pygan import ops, optim, reference
+from pygan import ops, optim, ot, reference
 from pygan._build import PyganExtensionWarning
 from pygan.penalties import LazyRegularizer, dragan_penalty, fd_penalty, gradient_penalty, r1_penalty
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ops", "optim", "reference", "PyganExtensionWarning", "__version__",
+    "ops", "optim", "ot", "reference", "PyganExtensionWarning", "__version__",
     "gradient_penalty", "r1_penalty", "dragan_penalty", "fd_penalty", "LazyRegularizer",
 ]

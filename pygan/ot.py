@@ -112,12 +112,12 @@ def _balanced(a64: torch.Tensor, b64: torch.Tensor, mass_tol: float, rescale: bo
 
 
 def _check_options(max_iter, mass_tol) -> int:
+    if not isinstance(mass_tol, numbers.Real) or not math.isfinite(mass_tol) or mass_tol < 0:
+        raise ValueError(f"mass_tol must be a finite non-negative number, got {mass_tol!r}")
     if max_iter is None:
         return -1
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
         raise ValueError(f"max_iter must be None (no limit) or a non-negative integer, got {max_iter!r}")
-    if not isinstance(mass_tol, numbers.Real) or not math.isfinite(mass_tol) or mass_tol < 0:
-        raise ValueError(f"mass_tol must be a finite non-negative number, got {mass_tol!r}")
     return int(max_iter)
 
 
@@ -190,7 +190,7 @@ def _dense_plan(s: _Solved, p: int, n: int, m: int) -> torch.Tensor:
 def _sparse_plan(s: _Solved, p: int, n: int, m: int, dtype, device) -> torch.Tensor:
     lo, hi = int(s.offsets[p]), int(s.offsets[p + 1])
     index = torch.stack([s.rows[lo:hi], s.cols[lo:hi]])
-    plan = torch.sparse_coo_tensor(index, s.values[lo:hi], (n, m), is_coalesced=True)
+    plan = torch.sparse_coo_tensor(index, s.values[lo:hi], (n, m), is_coalesced=True, check_invariants=False)
     return plan.to(device=device, dtype=dtype)
 
 

@@ -1,5 +1,8 @@
 """Pure-PyTorch twins of every pygan op: the test oracle and the fallback when the extension is missing.
 
+It also holds the exact optimal-transport oracles (``emd``: successive shortest paths;
+``wasserstein_1d``: through ``emd``), slow and plainly written, for problems of a few dozen points.
+
 Each function here computes what its fused op computes, written plainly with torch calls, one tensor
 at a time. They take the same arguments as the ``torch.ops.pygan`` ops and assume those arguments
 were validated (``pygan.ops`` validates before calling either). The differentiable ones

@@ -47,7 +47,7 @@ struct Costs {
 
 struct Options {
   int64_t max_iter = -1;         // simplex pivots over all rounds; < 0: no limit
-  int64_t neighbours = 0;        // k of the first arc set; 0: 16
+  int64_t neighbours = 0;        // k of the first arc set; 0: 32
   int64_t add_per_row = 0;       // most arcs added per row and pricing round; 0: 32
   bool multiscale = true;        // choose the first arcs with duals of a subsampled problem
   ParallelFor parallel_for;      // empty: serial

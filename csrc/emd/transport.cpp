@@ -95,25 +95,41 @@ class CostRows {
   int64_t m_;
 };
 
-// The k smallest keys seen, with their indices (unsorted; k is small).
+// The k smallest keys seen, with their indices: a binary max-heap on key (worst at [0]), so a
+// push costs O(log k). Callers may keep `size` between pushes and rebuild the view from it.
 struct SmallestK {
   double* key;
   int32_t* idx;
-  int32_t k, size = 0, worst = 0;
+  int32_t k, size = 0;
   void push(double value, int32_t index) {
-    if (size < k) {
-      key[size] = value;
-      idx[size] = index;
-      if (size == 0 || value > key[worst]) worst = size;
-      ++size;
+    if (size < k) {  // sift up
+      int32_t at = size++;
+      while (at > 0) {
+        const int32_t up = (at - 1) / 2;
+        if (!(key[up] < value)) break;
+        key[at] = key[up];
+        idx[at] = idx[up];
+        at = up;
+      }
+      key[at] = value;
+      idx[at] = index;
       return;
     }
-    if (!(value < key[worst])) return;
-    key[worst] = value;
-    idx[worst] = index;
-    for (int32_t t = 0; t < k; ++t)
-      if (key[t] > key[worst]) worst = t;
+    if (!(value < key[0])) return;
+    int32_t at = 0;  // replace the worst, sift down
+    for (;;) {
+      const int32_t left = 2 * at + 1;
+      if (left >= size) break;
+      const int32_t child = (left + 1 < size && key[left + 1] > key[left]) ? left + 1 : left;
+      if (!(key[child] > value)) break;
+      key[at] = key[child];
+      idx[at] = idx[child];
+      at = child;
+    }
+    key[at] = value;
+    idx[at] = index;
   }
+  double threshold() const { return size < k ? std::numeric_limits<double>::infinity() : key[0]; }
 };
 
 struct Active {
@@ -154,7 +170,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   // First arc set. Small problems: every arc. Otherwise each row's k best columns and each
   // column's k best rows, "best" by reduced cost under approximate duals (below), found in one
   // pass over the costs that also finds the largest |cost|.
-  int64_t k = options.neighbours > 0 ? options.neighbours : 16;
+  int64_t k = options.neighbours > 0 ? options.neighbours : 32;
   const bool complete = int64_t(na) * ma <= 128 * 128 || ma <= 2 * k || na <= 2 * k;
   k = std::min<int64_t>({k, na, ma});
 
@@ -215,44 +231,55 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     });
   }
 
+  const bool all_cols = ma == m;
   std::vector<double> row_key(complete ? 0 : size_t(na) * k), col_key(complete ? 0 : size_t(ma) * k);
   std::vector<int32_t> row_idx(row_key.size()), col_idx(col_key.size()), col_size(complete ? 0 : ma, 0);
   double max_abs = 0.0;
   parallel_for(0, na, [&](int64_t lo, int64_t hi) {
-    std::vector<double> buffer(costs.matrix ? 0 : m), ckey(complete ? 0 : size_t(ma) * k);
-    std::vector<int32_t> cidx(ckey.size()), csize(complete ? 0 : ma, 0), cworst(csize.size(), 0);
-    std::vector<double> key(complete ? 0 : ma);
+    std::vector<double> buffer(costs.matrix ? 0 : m), gathered(all_cols ? 0 : ma), ckey(complete ? 0 : size_t(ma) * k);
+    std::vector<int32_t> cidx(ckey.size()), csize(complete ? 0 : ma, 0);
+    std::vector<double> key(complete ? 0 : ma), cthreshold(complete ? 0 : ma, std::numeric_limits<double>::infinity());
     double local_max = 0.0;
     for (int64_t r = lo; r < hi; ++r) {
       const double* c = cost_rows.row(act.rows[r], buffer.data());
+      if (!all_cols) {  // gather the active columns' costs: the loops below then run unit-stride
+        for (int32_t l = 0; l < ma; ++l) gathered[l] = c[act.cols[l]];
+        c = gathered.data();
+      }
       double row_max = 0.0;
-      for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(c[act.cols[l]]));
+      for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(c[l]));
       local_max = std::max(local_max, row_max);
       if (complete) continue;
       double u = 0.0;
       if (coarse) {
         u = std::numeric_limits<double>::infinity();
-        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[act.cols[l]] - col_dual[l]);
+        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[l] - col_dual[l]);
         row_dual[r] = u;
       }
-      for (int32_t l = 0; l < ma; ++l) key[l] = c[act.cols[l]] - u - col_dual[l];
+      for (int32_t l = 0; l < ma; ++l) key[l] = c[l] - u - col_dual[l];
+      // Thresholds (the k-th smallest so far, +inf until k were seen) keep the common case to one
+      // comparison per entry.
       SmallestK mine{row_key.data() + r * k, row_idx.data() + r * k, int32_t(k)};
+      double threshold = std::numeric_limits<double>::infinity();
       for (int32_t l = 0; l < ma; ++l) {
         const double value = key[l];
-        mine.push(value, l);
-        SmallestK col{ckey.data() + size_t(l) * k, cidx.data() + size_t(l) * k, int32_t(k), csize[l], cworst[l]};
-        col.push(value, int32_t(r));
-        csize[l] = col.size;
-        cworst[l] = col.worst;
+        if (value < threshold) {
+          mine.push(value, l);
+          threshold = mine.threshold();
+        }
+        if (value < cthreshold[l]) {
+          SmallestK col{ckey.data() + size_t(l) * k, cidx.data() + size_t(l) * k, int32_t(k), csize[l]};
+          col.push(value, int32_t(r));
+          csize[l] = col.size;
+          cthreshold[l] = col.threshold();
+        }
       }
     }
     std::lock_guard<std::mutex> guard(merge_mutex);
     max_abs = std::max(max_abs, local_max);
     if (complete) return;
     for (int32_t l = 0; l < ma; ++l) {
-      SmallestK col{col_key.data() + size_t(l) * k, col_idx.data() + size_t(l) * k, int32_t(k), col_size[l], 0};
-      for (int32_t t = 0; t < col.size; ++t)
-        if (col.key[t] > col.key[col.worst]) col.worst = t;
+      SmallestK col{col_key.data() + size_t(l) * k, col_idx.data() + size_t(l) * k, int32_t(k), col_size[l]};
       for (int32_t t = 0; t < csize[l]; ++t) col.push(ckey[size_t(l) * k + t], cidx[size_t(l) * k + t]);
       col_size[l] = col.size;
     }
@@ -333,15 +360,21 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
     for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l];
     parallel_for(0, na, [&](int64_t lo, int64_t hi) {
-      std::vector<double> buffer(costs.matrix ? 0 : m);
+      std::vector<double> buffer(costs.matrix ? 0 : m), score(m);
       for (int64_t r = lo; r < hi; ++r) {
         const double* c = cost_rows.row(act.rows[r], buffer.data());
         const double pr = pi[r];
-        SmallestK worst{add_key.data() + r * add_per_row, add_idx.data() + r * add_per_row, int32_t(add_per_row)};
+        // Scores first (a loop the compiler vectorises), then the rare negatives.
+        // Inactive columns have potential -inf: their score is +inf, never negative.
+        double lowest = 0.0;
         for (int64_t j = 0; j < m; ++j) {
-          // Inactive columns have potential -inf: their score is +inf, never negative.
-          const double s = violation_score(c[j], pr, col_pi[j]);
-          if (s < 0) worst.push(s, int32_t(j));
+          score[j] = violation_score(c[j], pr, col_pi[j]);
+          lowest = std::min(lowest, score[j]);
+        }
+        SmallestK worst{add_key.data() + r * add_per_row, add_idx.data() + r * add_per_row, int32_t(add_per_row)};
+        if (lowest < 0) {
+          for (int64_t j = 0; j < m; ++j)
+            if (score[j] < 0) worst.push(score[j], int32_t(j));
         }
         add_size[r] = worst.size;
       }
