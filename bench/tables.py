@@ -15,6 +15,65 @@ def _number(x: float) -> str:
     return f"{x:,.1f}"
 
 
+def _provenance(path: Path, data: dict) -> str:
+    machine = data["machine"]
+    return (f"`{path.name}`: {machine['date']}, `{machine['command']}`, {machine.get('cpu_model', '?')}, "
+            f"{machine.get('torch_num_threads', '?')} threads, torch {machine['torch_version']}, "
+            f"device {data['device']}, CPU busy before the run: {data.get('cpu_busy_before', 0) or 0:.0%}")
+
+
+def _targets(data: dict) -> list[str]:
+    lines = ["", "| target | measured | met |", "|---|---:|---|"]
+    for t in data.get("targets", []):
+        value = "not measured" if t["value"] is None else f"{t['value']:.2f}"
+        met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} {t['op']} {t['threshold']} | {value} | {met} |")
+    for note in data.get("skipped", []) or []:
+        lines.append(f"\nSkipped: {note}")
+    return lines
+
+
+def _ms(us: float | None) -> str:
+    return "" if us is None else f"{us / 1e3:,.3f}"
+
+
+def _ratio(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}x"
+
+
+def render_emd(path: Path, data: dict) -> str:
+    """``emd_<device>.json``: times in milliseconds, samples, ratios vs the fastest baseline and vs POT,
+    and a note per row (skipped rows and why, single-call timings, peak memory)."""
+    extras, settings = data.get("extras", {}), data.get("settings", {})
+    lines = [
+        _provenance(path, data) + f", POT {extras.get('pot') or 'not installed'} (numItermax="
+        f"{settings.get('pot_numItermax', '?'):.0e}, 1 thread), scipy {extras.get('scipy') or 'not installed'}"
+        + (", **--quick (not for publishing)**" if data.get("quick") else ""),
+        "",
+        "| case | candidate | median ms | IQR ms | samples | vs fastest baseline | vs POT | note |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for case in data["cases"]:
+        for row in case["rows"]:
+            name, notes = row["name"], []
+            if name == case.get("fastest_baseline"):
+                name += " **(fastest baseline)**"
+            elif row["role"] == "pygan":
+                name = f"**{name}**"
+            if row.get("skipped"):
+                notes.append(row["skipped"])
+            if str(row.get("timing", "")).startswith("single call"):
+                notes.append(row["timing"])
+            if row.get("peak_rss_growth_bytes") is not None:
+                notes.append(f"peak RSS growth {row['peak_rss_growth_bytes'] / 1e9:.2f} GB")
+            samples = row.get("samples") or 0
+            iqr = _ms(row.get("iqr_us") if samples > 1 else None)  # no spread from a single call
+            lines.append(f"| {case['case']} | {name} | {_ms(row.get('median_us'))} | {iqr} "
+                         f"| {samples or ''} | {_ratio(row.get('speedup_vs_fastest_baseline'))} "
+                         f"| {_ratio(row.get('speedup_vs_pot'))} | {'; '.join(notes)} |")
+    return "\n".join(lines + _targets(data)) + "\n"
+
+
 def render(path: Path) -> str:
     """One results file as markdown: a provenance line, the timing table and the targets.
 
@@ -25,11 +84,10 @@ def render(path: Path) -> str:
         Markdown text.
     """
     data = json.loads(path.read_text())
-    machine = data["machine"]
+    if data.get("benchmark") == "emd":
+        return render_emd(path, data)
     lines = [
-        f"`{path.name}`: {machine['date']}, `{machine['command']}`, {machine.get('cpu_model', '?')}, "
-        f"{machine.get('torch_num_threads', '?')} threads, torch {machine['torch_version']}, "
-        f"device {data['device']}, CPU busy before the run: {data.get('cpu_busy_before', 0) or 0:.0%}",
+        _provenance(path, data),
         "",
         f"| {data.get('case_header', 'critic')} | candidate | median µs | IQR µs | vs fastest baseline | GB/s |",
         "|---|---|---:|---:|---:|---:|",
@@ -44,14 +102,7 @@ def render(path: Path) -> str:
             gbps = "" if row.get("gb_per_s") is None else _number(row["gb_per_s"])  # only where bytes are known
             lines.append(f"| {case['case']} | {name} | {_number(row['median_us'])} | {_number(row['iqr_us'])} "
                          f"| {row['speedup_vs_fastest_baseline']:.2f}x | {gbps} |")
-    lines += ["", "| target | measured | met |", "|---|---:|---|"]
-    for t in data.get("targets", []):
-        value = "not measured" if t["value"] is None else f"{t['value']:.2f}"
-        met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        lines.append(f"| {t['target']} {t['op']} {t['threshold']} | {value} | {met} |")
-    for note in data.get("skipped", []) or []:
-        lines.append(f"\nSkipped: {note}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _targets(data)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

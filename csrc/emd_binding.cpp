@@ -20,8 +20,8 @@ namespace pygan {
 namespace {
 
 emd::ParallelFor aten_parallel_for() {
-  return [](int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& body) {
-    at::parallel_for(begin, end, 1, body);
+  return [](int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+    at::parallel_for(begin, end, grain, body);
   };
 }
 

@@ -1,14 +1,21 @@
 """The benchmarks still run (correctness checks included) and write their JSON. Times are never asserted."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
 
-def test_quick_benchmark_run_writes_results(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pygan", "bench", "--quick", "--device", "cpu",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+def _bench(tmp_path, only, env=None):
+    out = subprocess.run([sys.executable, "-m", "pygan", "bench", "--quick", "--device", "cpu", "--only", only,
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_quick_benchmark_run_writes_results(tmp_path):
+    _bench(tmp_path, "clip,optim,penalty")  # emd has its own tests below
     for name in ("clip_cpu.json", "optim_cpu.json"):
         data = json.loads((tmp_path / name).read_text())
         assert data["quick"] is True and data["machine"]["pygan_build"]["loaded"] is True
@@ -33,3 +40,51 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert all("speedup_vs_reference" in row for row in cases["grads 256x2"]["rows"])
     assert {row["steps_per_call"] for row in cases["fd/lazy MLP 3x512"]["rows"]} == {1, 4, 16}
     assert penalty["targets"] and all(t["value"] is not None for t in penalty["targets"])
+
+
+EMD_PARTS = {"square", "rectangular", "1d", "batched", "points", "memory"}
+
+
+def _check_emd(data, with_pot):
+    """Every part ran; pygan's rows were checked (their certificates) and timed; POT's rows were timed
+    when POT is installed and reported as skipped, with the reason, when it is not."""
+    assert data["quick"] is True and data["machine"]["pygan_build"]["loaded"] is True
+    assert data["threads"] >= 1 and data["extras"]["numpy"] and data["settings"]["pot_numItermax"] >= 10**9
+    assert (data["extras"]["pot"] is not None) == with_pot
+    assert EMD_PARTS <= {case["part"] for case in data["cases"]}
+    for case in data["cases"]:
+        rows = case["rows"]
+        assert [r for r in rows if r["role"] == "pygan"], case["case"]
+        assert all(r["median_us"] > 0 for r in rows if r["role"] == "pygan"), case["case"]
+        pot = [r for r in rows if r["name"].startswith("POT")]
+        assert len(pot) == 1, case["case"]
+        if with_pot and case["part"] != "memory":  # the memory case never runs POT (a dense n x n matrix)
+            assert pot[0]["median_us"] > 0 and pot[0]["speedup_vs_pot"] == 1.0
+            assert all(r["speedup_vs_pot"] > 0 for r in rows if r["median_us"] is not None)
+        else:
+            assert pot[0]["median_us"] is None and pot[0]["skipped"]
+    memory = next(case for case in data["cases"] if case["part"] == "memory")
+    assert next(r for r in memory["rows"] if r["role"] == "pygan")["peak_rss_growth_bytes"] > 0
+    assert data["targets"]
+    if not with_pot:
+        assert all(t["value"] is None for t in data["targets"] if "POT" in t["target"])
+
+
+def test_quick_emd_benchmark(tmp_path):
+    _bench(tmp_path, "emd")
+    data = json.loads((tmp_path / "emd_cpu.json").read_text())
+    # Without POT only the POT rows' checks change (they must be reported skipped); pygan's rows stay checked.
+    _check_emd(data, with_pot=importlib.util.find_spec("ot") is not None)
+
+
+def test_quick_emd_benchmark_without_pot(tmp_path):
+    """POT is an optional extra: hidden, its rows are skipped rows, and pygan's rows still run and are
+    proven optimal by their own certificates (no baseline needed)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "ot.py").write_text("raise ImportError('hidden by test_bench.py')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(hide), os.environ.get("PYTHONPATH")) if p))
+    _bench(tmp_path, "emd", env)
+    data = json.loads((tmp_path / "emd_cpu.json").read_text())
+    _check_emd(data, with_pot=False)
+    assert any("POT" in note for note in data["skipped"])

@@ -26,10 +26,11 @@ enum class Status : int { Optimal = 0, Infeasible = 1, Unbounded = 2, IterationL
 
 const char* status_name(Status s);
 
-// parallel_for(begin, end, body): calls body(lo, hi) on disjoint sub-ranges covering [begin, end),
-// possibly concurrently. The default runs body(begin, end) on the calling thread.
+// parallel_for(begin, end, grain, body): calls body(lo, hi) on disjoint sub-ranges covering
+// [begin, end), possibly concurrently, none shorter than grain unless the range is. The default
+// runs body(begin, end) on the calling thread.
 using ParallelFor =
-    std::function<void(int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
+    std::function<void(int64_t, int64_t, int64_t, const std::function<void(int64_t, int64_t)>&)>;
 ParallelFor serial_for();
 
 enum class Metric : int { SqEuclidean = 0, Euclidean = 1, Power = 2 };

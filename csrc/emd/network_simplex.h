@@ -48,6 +48,15 @@ class TransportSimplex {
   // supply (n) and demand (m): positive masses with equal totals (up to rounding).
   TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand, double art_cost);
 
+  void reserve(int64_t real_arcs) {
+    const size_t total = static_cast<size_t>(nodes_ + real_arcs);
+    src_.reserve(total);
+    tgt_.reserve(total);
+    cost_.reserve(total);
+    flow_.reserve(total);
+    in_tree_.reserve(total);
+  }
+
   void add_arc(int32_t row, int32_t col, double cost) {
     src_.push_back(row);
     tgt_.push_back(n_ + col);

@@ -26,7 +26,7 @@ const char* status_name(Status s) {
 }
 
 ParallelFor serial_for() {
-  return [](int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& body) {
+  return [](int64_t begin, int64_t end, int64_t, const std::function<void(int64_t, int64_t)>& body) {
     if (begin < end) body(begin, end);
   };
 }
@@ -147,6 +147,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   if (!costs.matrix && !(costs.x && costs.y && costs.dim > 0))
     throw std::invalid_argument("emd::solve: give either a cost matrix or two point sets");
   const ParallelFor parallel_for = options.parallel_for ? options.parallel_for : serial_for();
+  // Rows per task in the passes over all pairs: at least ~64K pairs, so that small problems run
+  // on one thread (a pass over a few thousand pairs is shorter than waking a second thread).
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / m);
   const CostRows cost_rows(costs, m);
   std::mutex merge_mutex;
 
@@ -219,7 +222,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     sub_options.max_iter = -1;
     const Solution coarse_sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
     std::fill(col_dual.begin(), col_dual.end(), std::numeric_limits<double>::infinity());
-    parallel_for(0, ns, [&](int64_t lo, int64_t hi) {
+    parallel_for(0, ns, grain, [&](int64_t lo, int64_t hi) {
       std::vector<double> buffer(costs.matrix ? 0 : m), best(ma, std::numeric_limits<double>::infinity());
       for (int64_t t = lo; t < hi; ++t) {
         const double* c = cost_rows.row(act.rows[rs[t]], buffer.data());
@@ -235,7 +238,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   std::vector<double> row_key(complete ? 0 : size_t(na) * k), col_key(complete ? 0 : size_t(ma) * k);
   std::vector<int32_t> row_idx(row_key.size()), col_idx(col_key.size()), col_size(complete ? 0 : ma, 0);
   double max_abs = 0.0;
-  parallel_for(0, na, [&](int64_t lo, int64_t hi) {
+  parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
     std::vector<double> buffer(costs.matrix ? 0 : m), gathered(all_cols ? 0 : ma), ckey(complete ? 0 : size_t(ma) * k);
     std::vector<int32_t> cidx(ckey.size()), csize(complete ? 0 : ma, 0);
     std::vector<double> key(complete ? 0 : ma), cthreshold(complete ? 0 : ma, std::numeric_limits<double>::infinity());
@@ -291,6 +294,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   const double art_cost = (max_abs > 0 ? max_abs : 1.0) * (double(nodes) + 1.0);
   TransportSimplex simplex(na, ma, supply.data(), demand.data(), art_cost);
   if (complete) {
+    simplex.reserve(int64_t(na) * ma);
     for (int32_t r = 0; r < na; ++r) {
       const int32_t i = act.rows[r];
       for (int32_t l = 0; l < ma; ++l) simplex.add_arc(r, l, cost_rows.at(i, act.cols[l]));
@@ -359,7 +363,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     const double* pi = simplex.potentials();
     std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
     for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l];
-    parallel_for(0, na, [&](int64_t lo, int64_t hi) {
+    parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
       std::vector<double> buffer(costs.matrix ? 0 : m), score(m);
       for (int64_t r = lo; r < hi; ++r) {
         const double* c = cost_rows.row(act.rows[r], buffer.data());
