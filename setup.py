@@ -51,7 +51,7 @@ setup(
                   "pygan.csrc.cuda": ["*.cu", "*.cuh", "*.h"], "pygan.csrc.emd": ["*.cpp", "*.h"]},
     install_requires=["torch>=2.4", "numpy", "ninja"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "POT", "scipy"],  # POT/scipy: the EMD cross-checks
         "bench": ["POT", "scipy"],
         "plot": ["matplotlib"],
         "progress": ["tqdm"],
