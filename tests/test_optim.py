@@ -126,6 +126,9 @@ def test_op_matches_reference_across_layouts(dtype, opts, device):
 # Found by hypothesis: 1 - alpha near 1 makes grad_avg's lerp coefficient (weight - 1, formed in
 # float32 as torch does) decide the cancellation in square_avg - grad_avg^2.
 @example(n=1, grad="huge", momentum=0.5, centered=True, lr=0.0, alpha=0.0009003530337033865, eps=0.0)
+# Found by hypothesis in CI (torch 2.14.1): with eps = 0 the centred variance square_avg - grad_avg^2
+# cancels, and the momentum buffer g / sqrt(variance) inherits that cancellation's rounding.
+@example(n=4, grad="normal", momentum=0.5, centered=True, lr=0.0, alpha=0.001953125, eps=0.0)
 def test_hypothesis_against_reference(n, grad, momentum, centered, lr, alpha, eps):
     gen = torch.Generator().manual_seed(n)
     p = torch.randn(n, generator=gen)
@@ -139,9 +142,23 @@ def test_hypothesis_against_reference(n, grad, momentum, centered, lr, alpha, ep
     ops.rmsprop_step_(*mine, lr=lr, alpha=alpha, eps=eps, momentum=momentum, centered=centered,
                       clip_min=-0.01, clip_max=0.01)
     reference.rmsprop_step_(*ref, lr, alpha, eps, 0.0, momentum, centered, False, -0.01, 0.01)
-    for a_list, b_list in zip(mine, ref):
+    # What depends on 1 / sqrt(square_avg - grad_avg^2) (the momentum buffer, then the parameters)
+    # carries the subtraction's condition number square_avg / |square_avg - grad_avg^2| times the
+    # rounding of its float32 inputs: scale the tolerance by it (from the reference's state). Beyond
+    # 1e3 the variance is rounding noise (its sign, hence NaN or not, is not defined by float32), so
+    # those two are not compared; square_avg and grad_avg always are.
+    cond = 1.0
+    if centered and n > 0:
+        sq, ga = ref[2][0].double(), ref[4][0].double()
+        finite = torch.isfinite(sq) & torch.isfinite(ga)
+        ratio = torch.where(finite, sq.abs() / (sq - ga * ga).abs(), torch.ones_like(sq))
+        cond = max(1.0, float(ratio.nan_to_num(nan=float("inf")).max()))
+    for k, (a_list, b_list) in enumerate(zip(mine, ref)):
+        if k in (0, 3) and cond > 1e3:
+            continue
+        rtol = 2e-5 * (cond if k in (0, 3) else 1.0)
         for a, b in zip(a_list, b_list):
-            torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-6, equal_nan=True)
+            torch.testing.assert_close(a, b, rtol=rtol, atol=1e-6, equal_nan=True)
 
 
 def test_state_dict_moves_between_torch_and_pygan():
