@@ -79,13 +79,12 @@ def _check_finite(t: torch.Tensor, name: str, what: str) -> None:
         raise ValueError(f"{name}: {what} must be finite (found NaN or inf)")
 
 
-def _weights(w, name: str, size: int, batch: int | None, side: str) -> torch.Tensor | None:
-    """The user's weights as a float64 CPU tensor of shape [size] or [batch, size] (None: uniform)."""
-    if w is None:
-        return None
-    t, _ = _tensor(w, name)
-    if t.numel() == 0 and t.dim() == 1:
-        return None  # POT's convention: an empty list means uniform
+def _weights(w, name: str, size: int, batch: int | None, side: str) -> torch.Tensor:
+    """The user's weights as a float64 CPU tensor of shape [size] or [batch, size]; None or an empty
+    1-D array (POT's convention) give uniform weights 1/size, of shape [size]."""
+    t = None if w is None else _tensor(w, name)[0]
+    if t is None or (t.numel() == 0 and t.dim() == 1):
+        return torch.full((size,), 1.0 / size, dtype=torch.float64)
     shapes = [(size,)] + ([(batch, size)] if batch is not None else [])
     if tuple(t.shape) not in shapes:
         expected = " or ".join(str(list(s)) for s in shapes)
@@ -119,6 +118,12 @@ def _check_options(max_iter, mass_tol) -> int:
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
         raise ValueError(f"max_iter must be None (no limit) or a non-negative integer, got {max_iter!r}")
     return int(max_iter)
+
+
+def _weight_tensors(a, b) -> list[torch.Tensor | None]:
+    """a and b where they are non-empty torch tensors (they take part in autograd and in the result
+    dtype), else None."""
+    return [t if isinstance(t, torch.Tensor) and t.numel() > 0 else None for t in (a, b)]
 
 
 def _result_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
@@ -206,10 +211,8 @@ def _prepare_dense(a, b, M, batched: bool, mass_tol, rescale):
     M64 = M64.reshape(-1, *Mt.shape[-2:]).contiguous()
     B, n, m = M64.shape
     batch = B if Mt.dim() == 3 else None
-    a64 = _weights(a, "a", n, batch, "rows of M")
-    b64 = _weights(b, "b", m, batch, "columns of M")
-    a_full = (torch.full((n,), 1.0 / n, dtype=torch.float64) if a64 is None else a64).expand(B, n).contiguous()
-    b_full = (torch.full((m,), 1.0 / m, dtype=torch.float64) if b64 is None else b64).expand(B, m).contiguous()
+    a_full = _weights(a, "a", n, batch, "rows of M").expand(B, n).contiguous()
+    b_full = _weights(b, "b", m, batch, "columns of M").expand(B, m).contiguous()
     _balanced(a_full, b_full, mass_tol, rescale)
     return Mt, was_numpy, M64, a_full, b_full
 
@@ -327,7 +330,7 @@ def emd2(a, b, M, log: bool = False, *, max_iter: int | None = None, mass_tol: f
     solved = _solve_dense(a64, b64, M64, max_iter)
     B, n, m = M64.shape
     single = Mt.dim() == 2
-    tensors = [t if isinstance(t, torch.Tensor) and t.numel() > 0 else None for t in (a, b)]
+    tensors = _weight_tensors(a, b)
     dtype = _result_dtype(Mt, *tensors)
     cost = solved.cost[0] if single else solved.cost
     if was_numpy:
@@ -402,18 +405,17 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
     y64 = yt.detach().to("cpu", torch.float64).contiguous()
     _check_finite(x64, "x", "points")
     _check_finite(y64, "y", "points")
-    a64 = _weights(a, "a", n, None, "points in x")
-    b64 = _weights(b, "b", m, None, "points in y")
-    a_full = torch.full((n,), 1.0 / n, dtype=torch.float64) if a64 is None else a64.contiguous()
-    b_full = torch.full((m,), 1.0 / m, dtype=torch.float64) if b64 is None else b64.contiguous()
+    a_full = _weights(a, "a", n, None, "points in x").contiguous()
+    b_full = _weights(b, "b", m, None, "points in y").contiguous()
     _balanced(a_full, b_full, mass_tol, rescale)
     if _build.load():
-        solved = _finish(_build.module().emd_points(a_full, b_full * (a_full.sum() / b_full.sum()),
-                                                    x64, y64, code, p, max_iter))
+        # The core rescales b to sum(a) itself (emd.h), as it does for emd_dense.
+        solved = _finish(_build.module().emd_points(a_full, b_full, x64, y64, code, p, max_iter))
     else:
         M64 = _pair_costs(x64[:, None, :], y64[None, :, :], code, p)
         solved = _solve_dense(a_full[None], b_full[None], M64[None].contiguous(), max_iter)
-    dtype = _result_dtype(xt, yt, *(t for t in (a, b) if isinstance(t, torch.Tensor) and t.numel()))
+    tensors = _weight_tensors(a, b)
+    dtype = _result_dtype(xt, yt, *tensors)
     rows, cols, values = solved.rows, solved.cols, solved.values
     if x_numpy and y_numpy:
         result = float(solved.cost[0])
@@ -424,7 +426,6 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
         # cost as a function of the points; its value is the solver's cost up to rounding.
         pair = _pair_costs(xt[idx_r].to(dtype), yt[idx_c].to(dtype), code, p)
         weighted = (values.to(device, dtype) * pair).sum()
-        tensors = [t if isinstance(t, torch.Tensor) and t.numel() > 0 else None for t in (a, b)]
         result = weighted + _Envelope.apply(tensors[0], tensors[1], None,
                                             torch.zeros((), dtype=dtype, device=device),
                                             solved.u, solved.v, None)
@@ -463,8 +464,6 @@ def check_optimality(a, b, M, plan, u, v) -> Certificate:
                          f"{list(P.shape)}, {list(u64.shape)}, {list(v64.shape)}")
     a64 = _weights(a, "a", n, None, "rows of M")
     b64 = _weights(b, "b", m, None, "columns of M")
-    a64 = torch.full((n,), 1.0 / n, dtype=torch.float64) if a64 is None else a64
-    b64 = torch.full((m,), 1.0 / m, dtype=torch.float64) if b64 is None else b64
     primal = max(float((P.sum(1) - a64).abs().max()), float((P.sum(0) - b64).abs().max()),
                  float((-P).clamp_min(0).max()))
     dual = max(0.0, float((u64[:, None] + v64[None, :] - M64).max()))
