@@ -75,13 +75,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 try:
-    from pygan.bench import _harness as H
+    from pygan.bench import _harness as H, tables
 except ImportError:  # a checkout: `python -m bench.emd`, or `python bench/emd.py` (no package)
     if __package__:
-        from . import _harness as H
+        from . import _harness as H, tables
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import _harness as H  # type: ignore[no-redef]
+        import tables  # type: ignore[no-redef]
 
 import numpy as np
 import torch
@@ -690,26 +691,10 @@ def targets(cases: dict[str, dict], device: str) -> list[dict]:
     return tg
 
 
-def _fmt_ms(us: float | None) -> str:
-    return "" if us is None else f"{us / 1e3:,.3f}"
-
-
-def _fmt_x(x: float | None) -> str:
-    return "" if x is None else f"{x:.2f}x"
-
-
 def note(case: dict, r: dict) -> str:
-    """A row's remarks: fastest baseline, skipped reason, single-call timing, peak memory."""
-    parts = []
-    if r.get("skipped"):
-        parts.append(f"skipped: {r['skipped']}")
-    if r["name"] == case.get("fastest_baseline"):
-        parts.append("fastest baseline")
-    if r.get("timing", "").startswith("single call"):
-        parts.append(r["timing"])
-    if r.get("peak_rss_growth_bytes") is not None:
-        parts.append(f"peak RSS growth {r['peak_rss_growth_bytes'] / 1e9:.3f} GB")
-    return ", ".join(parts)
+    """A row's remarks on screen: the docs table's (tables.emd_row_notes), and the fastest baseline."""
+    parts = ["fastest baseline"] if r["name"] == case.get("fastest_baseline") else []
+    return ", ".join(parts + tables.emd_row_notes(r))
 
 
 def print_table(title: str, cases: list[dict]) -> None:
@@ -722,10 +707,10 @@ def print_table(title: str, cases: list[dict]) -> None:
     for case in cases:
         for r in case["rows"]:
             samples = r.get("samples") or 0
-            iqr = _fmt_ms(r.get("iqr_us") if samples > 1 else None)  # no spread from a single call
-            print(f"{case['case']:<24} {r['name']:<34} {_fmt_ms(r.get('median_us')):>12} {iqr:>10} "
-                  f"{samples or '':>3} {_fmt_x(r.get('speedup_vs_fastest_baseline')):>8} "
-                  f"{_fmt_x(r.get('speedup_vs_pot')):>8}  {note(case, r)}")
+            iqr = tables.ms(r.get("iqr_us") if samples > 1 else None)  # no spread from a single call
+            print(f"{case['case']:<24} {r['name']:<34} {tables.ms(r.get('median_us')):>12} {iqr:>10} "
+                  f"{samples or '':>3} {tables.ratio(r.get('speedup_vs_fastest_baseline')):>8} "
+                  f"{tables.ratio(r.get('speedup_vs_pot')):>8}  {note(case, r)}")
         print()
 
 

@@ -33,12 +33,27 @@ def _targets(data: dict) -> list[str]:
     return lines
 
 
-def _ms(us: float | None) -> str:
+def ms(us: float | None) -> str:
+    """Microseconds as milliseconds for a table cell ("" when not measured)."""
     return "" if us is None else f"{us / 1e3:,.3f}"
 
 
-def _ratio(x: float | None) -> str:
+def ratio(x: float | None) -> str:
+    """A speedup for a table cell ("" when not measured)."""
     return "" if x is None else f"{x:.2f}x"
+
+
+def emd_row_notes(row: dict) -> list[str]:
+    """An emd row's remarks (the docs table and bench/emd.py's screen table): why it was skipped,
+    a timing from a single call, peak memory."""
+    notes = []
+    if row.get("skipped"):
+        notes.append(row["skipped"])
+    if str(row.get("timing", "")).startswith("single call"):
+        notes.append(row["timing"])
+    if row.get("peak_rss_growth_bytes") is not None:
+        notes.append(f"peak RSS growth {row['peak_rss_growth_bytes'] / 1e9:.2f} GB")
+    return notes
 
 
 def render_emd(path: Path, data: dict) -> str:
@@ -55,22 +70,16 @@ def render_emd(path: Path, data: dict) -> str:
     ]
     for case in data["cases"]:
         for row in case["rows"]:
-            name, notes = row["name"], []
+            name = row["name"]
             if name == case.get("fastest_baseline"):
                 name += " **(fastest baseline)**"
             elif row["role"] == "pygan":
                 name = f"**{name}**"
-            if row.get("skipped"):
-                notes.append(row["skipped"])
-            if str(row.get("timing", "")).startswith("single call"):
-                notes.append(row["timing"])
-            if row.get("peak_rss_growth_bytes") is not None:
-                notes.append(f"peak RSS growth {row['peak_rss_growth_bytes'] / 1e9:.2f} GB")
             samples = row.get("samples") or 0
-            iqr = _ms(row.get("iqr_us") if samples > 1 else None)  # no spread from a single call
-            lines.append(f"| {case['case']} | {name} | {_ms(row.get('median_us'))} | {iqr} "
-                         f"| {samples or ''} | {_ratio(row.get('speedup_vs_fastest_baseline'))} "
-                         f"| {_ratio(row.get('speedup_vs_pot'))} | {'; '.join(notes)} |")
+            iqr = ms(row.get("iqr_us") if samples > 1 else None)  # no spread from a single call
+            lines.append(f"| {case['case']} | {name} | {ms(row.get('median_us'))} | {iqr} "
+                         f"| {samples or ''} | {ratio(row.get('speedup_vs_fastest_baseline'))} "
+                         f"| {ratio(row.get('speedup_vs_pot'))} | {'; '.join(emd_row_notes(row))} |")
     return "\n".join(lines + _targets(data)) + "\n"
 
 
