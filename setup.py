@@ -44,14 +44,14 @@ setup(
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["pygan", "pygan.bench", "pygan.csrc", "pygan.csrc.cpu", "pygan.csrc.cuda", "pygan.csrc.emd"],
+    packages=["pygan", "pygan.train", "pygan.bench", "pygan.csrc", "pygan.csrc.cpu", "pygan.csrc.cuda", "pygan.csrc.emd"],
     package_dir={"pygan.bench": "bench", "pygan.csrc": "csrc", "pygan.csrc.cpu": "csrc/cpu",
                  "pygan.csrc.cuda": "csrc/cuda", "pygan.csrc.emd": "csrc/emd"},
     package_data={"pygan.csrc": ["*.cpp", "*.h"], "pygan.csrc.cpu": ["*.cpp", "*.h"],
                   "pygan.csrc.cuda": ["*.cu", "*.cuh", "*.h"], "pygan.csrc.emd": ["*.cpp", "*.h"]},
     install_requires=["torch>=2.4", "numpy", "ninja"],
     extras_require={
-        "test": ["pytest", "hypothesis", "POT", "scipy"],  # POT/scipy: the EMD cross-checks
+        "test": ["pytest", "hypothesis", "POT", "scipy", "matplotlib"],  # POT/scipy: EMD cross-checks; matplotlib: the trainer pictures
         "bench": ["POT", "scipy"],
         "plot": ["matplotlib"],
         "progress": ["tqdm"],

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pygan info`` and ``python -m pygan bench``."""
+"""Command line: ``python -m pygan info``, ``python -m pygan train`` and ``python -m pygan bench``."""
 
 from __future__ import annotations
 
@@ -41,9 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own parser handles the rest, --help included
         return _bench(argv[1:])
+    if argv[:1] == ["train"]:
+        from pygan.train.cli import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pygan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="torch version, whether the extension is built, kernels, build directory, compiler")
+    sub.add_parser("train", help="train a GAN on toy or your own data, exact W1 logged (python -m pygan train --help)",
+                   add_help=False)
     bench = sub.add_parser("bench", help="run the benchmarks (python -m pygan bench --help)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -1,0 +1,209 @@
+"""Training data: the toy distributions of the WGAN-GP toy code, and the user's own files.
+
+Every source is a :class:`Sampler`: an infinite iterator of real batches that owns its
+``torch.Generator`` (seeded, saved in checkpoints), so a run and its resumption draw the same
+batches. Under data parallelism every rank draws the same *global* batch and keeps its own slice
+(``rank * batch : (rank + 1) * batch``): N processes with batch B see exactly what one process with
+batch N·B sees, which is what makes the data-parallel run equal to the single-process one.
+
+Toy data (MISSION.md §5, the constants of the WGAN-GP authors' ``gan_toy.py``), generated from the
+seed, nothing downloaded:
+
+* ``8gaussians``: centres at radius 2 on the 8 compass directions, σ = 0.02, all divided by 1.414;
+* ``25gaussians``: centres on the grid {-4, -2, 0, 2, 4}², σ = 0.05, all divided by 2.828;
+* ``swissroll``: the (x, z) coordinates of scikit-learn's ``make_swiss_roll(noise=0.25)``,
+  divided by 7.5 (the same formula, written here in torch so scikit-learn is not needed).
+
+Files (``.npy`` loaded with ``allow_pickle=False``, ``.pt`` with ``weights_only=True``: loading never
+runs code from the file): ``N x d`` points (any finite floats), or ``N x C x H x W`` images with
+C in {1, 3}, square, side divisible by 4 and >= 8, with values in [-1, 1] (used as they are) or in
+[0, 255] (uint8, or floats above 1: mapped to [-1, 1] by x / 127.5 - 1).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["TOY_DATASETS", "Sampler", "ToySampler", "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
+
+TOY_DATASETS = ("8gaussians", "25gaussians", "swissroll")
+
+
+def toy_sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw n points [n, 2] (float32, on the generator's device) from a toy distribution.
+
+    Args:
+        name: one of :data:`TOY_DATASETS`.
+        n: number of points.
+        generator: the torch.Generator to draw from.
+
+    Returns:
+        A float32 tensor of shape [n, 2].
+    """
+    dev = generator.device
+    if name == "8gaussians":
+        s = 1 / math.sqrt(2)
+        centres = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)],
+                               dtype=torch.float32, device=dev) * 2
+        idx = torch.randint(8, (n,), generator=generator, device=dev)
+        pts = torch.randn(n, 2, generator=generator, device=dev) * 0.02 + centres[idx]
+        return pts / 1.414
+    if name == "25gaussians":
+        grid = torch.arange(-2, 3, dtype=torch.float32, device=dev) * 2
+        centres = torch.cartesian_prod(grid, grid)
+        idx = torch.randint(25, (n,), generator=generator, device=dev)
+        pts = torch.randn(n, 2, generator=generator, device=dev) * 0.05 + centres[idx]
+        return pts / 2.828
+    if name == "swissroll":
+        # sklearn.datasets.make_swiss_roll: t = 1.5π(1 + 2u), (x, y, z) = (t cos t, 21 v, t sin t) + 0.25·noise
+        t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator, device=dev))
+        noise = torch.randn(n, 2, generator=generator, device=dev) * 0.25
+        pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) + noise
+        return pts / 7.5
+    raise ValueError(f"unknown toy dataset {name!r}; expected one of {', '.join(TOY_DATASETS)}")
+
+
+def load_data_file(path: str | Path) -> torch.Tensor:
+    """Load and validate a user's data file into a float32 tensor in the training range.
+
+    Args:
+        path: a ``.npy`` or ``.pt`` file holding one array/tensor: N x d points or N x C x H x W images.
+
+    Returns:
+        float32 [N, d] points as stored, or [N, C, H, W] images mapped to [-1, 1].
+
+    Raises:
+        ValueError / TypeError: a missing file, another extension, a pickled object, a wrong shape or
+            dtype, non-finite values, or image values outside [-1, 1] and [0, 255].
+    """
+    path = Path(path)
+    if path.suffix not in (".npy", ".pt"):
+        raise ValueError(f"data: {str(path)!r} is neither a dataset name ({', '.join(TOY_DATASETS)}) "
+                         "nor a .npy / .pt file")
+    if not path.is_file():
+        raise ValueError(f"data: file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+            if array.dtype.kind not in "fiub":
+                raise TypeError(f"data: {path.name} holds dtype {array.dtype}; expected a numeric array")
+            x = torch.from_numpy(np.ascontiguousarray(array))
+        else:
+            x = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"data: {path.name} holds a {type(x).__name__}; expected a single tensor "
+                                "(N x d points or N x C x H x W images)")
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:  # an unreadable / pickled / corrupt file: say which and why
+        raise ValueError(f"data: could not load {str(path)!r} safely: {exc}") from exc
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"data: {path.name} has dtype {x.dtype}; expected real numbers")
+    if x.dim() not in (2, 4):
+        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected N x d points or "
+                         "N x C x H x W images")
+    if x.shape[0] < 10 or x[0].numel() == 0:
+        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected at least 10 non-empty samples")
+    is_uint8 = x.dtype == torch.uint8
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError(f"data: {path.name} contains NaN or infinite values")
+    if x.dim() == 4:
+        _, c, h, w = x.shape
+        if c not in (1, 3) or h != w or h % 4 or h < 8:
+            raise ValueError(f"data: images of shape {list(x.shape)[1:]}; expected C x H x W with C in "
+                             "{1, 3}, H == W, and the side divisible by 4 and >= 8")
+        lo, hi = float(x.min()), float(x.max())
+        if is_uint8 or (hi > 1 and lo >= 0 and hi <= 255):
+            x = x / 127.5 - 1
+        elif lo < -1 or hi > 1:
+            raise ValueError(f"data: image values span [{lo:g}, {hi:g}]; expected [-1, 1] or [0, 255]")
+    return x.contiguous()
+
+
+class Sampler:
+    """An infinite iterator of real batches, with the rank slicing and state of this module's docstring.
+
+    Subclasses implement :meth:`draw` (the global batch). ``sample_shape`` is one sample's shape and
+    ``kind`` is "points" or "images".
+    """
+
+    kind = "points"
+
+    def __init__(self, batch_size: int, seed: int, device: torch.device | str = "cpu",
+                 rank: int = 0, world_size: int = 1):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def draw(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        full = self.draw(self.batch_size * self.world_size)
+        return full[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class ToySampler(Sampler):
+    """Batches from a toy distribution (:func:`toy_sample`)."""
+
+    def __init__(self, name: str, batch_size: int, seed: int, device="cpu", rank: int = 0, world_size: int = 1):
+        if name not in TOY_DATASETS:
+            raise ValueError(f"unknown toy dataset {name!r}; expected one of {', '.join(TOY_DATASETS)}")
+        super().__init__(batch_size, seed, device, rank, world_size)
+        self.name = name
+        self.sample_shape = (2,)
+
+    def draw(self, n: int) -> torch.Tensor:
+        return toy_sample(self.name, n, self.generator)
+
+
+class TensorSampler(Sampler):
+    """Batches drawn uniformly with replacement from a tensor of samples (kept on ``device``)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, device="cpu", rank: int = 0,
+                 world_size: int = 1):
+        super().__init__(batch_size, seed, device, rank, world_size)
+        self.data = data.to(self.device)
+        self.sample_shape = tuple(data.shape[1:])
+        self.kind = "images" if data.dim() == 4 else "points"
+
+    def draw(self, n: int) -> torch.Tensor:
+        idx = torch.randint(self.data.shape[0], (n,), generator=self.generator, device=self.device)
+        return self.data[idx]
+
+
+def make_sampler(data: str, batch_size: int, seed: int, device, eval_samples: int, rank: int = 0,
+                 world_size: int = 1) -> tuple[Sampler, torch.Tensor]:
+    """The training sampler and the held-out real samples for evaluation.
+
+    For a toy dataset the held-out set is ``eval_samples`` fresh points from an independent stream
+    (seed + 1_000_003). For a file, a seeded random ``min(eval_samples, N // 5)`` rows are held out
+    and never trained on.
+
+    Returns:
+        (sampler, held_out) with held_out on ``device``.
+    """
+    if data in TOY_DATASETS:
+        held = toy_sample(data, eval_samples, torch.Generator().manual_seed(seed + 1_000_003))
+        return ToySampler(data, batch_size, seed, device, rank, world_size), held.to(device)
+    x = load_data_file(data)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
+    n_held = max(1, min(eval_samples, x.shape[0] // 5))
+    held, train = x[perm[:n_held]], x[perm[n_held:]]
+    return TensorSampler(train, batch_size, seed, device, rank, world_size), held.to(device)
