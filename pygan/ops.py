@@ -271,8 +271,10 @@ def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
                          "(use reduction='sum' or 'none')")
 
 
-def _as_alpha(alpha, real: torch.Tensor) -> torch.Tensor:
-    """A user's alpha as a [B] tensor of real's dtype, after checking its shape and range."""
+def _as_alpha(alpha, real: torch.Tensor, check_range: bool = True) -> torch.Tensor:
+    """A user's alpha as a [B] tensor of real's dtype, after checking its shape and range (the range
+    check reads the values, a host sync on a GPU: ``check_range=False`` skips it for alphas the
+    caller drew from ``torch.rand`` itself, as the trainer does)."""
     if not isinstance(alpha, torch.Tensor):
         raise TypeError(f"interpolate: alpha must be a tensor of shape [B] or None, got {type(alpha).__name__}")
     if alpha.dtype not in _FLOAT_DTYPES:
@@ -286,7 +288,7 @@ def _as_alpha(alpha, real: torch.Tensor) -> torch.Tensor:
                          f"per sample) or [{batch}, 1, ..., 1]")
     if alpha.device != real.device:
         raise ValueError(f"interpolate: alpha is on {alpha.device} but real is on {real.device}")
-    if not torch.compiler.is_compiling() and not _is_capturing(alpha):
+    if check_range and not torch.compiler.is_compiling() and not _is_capturing(alpha):
         inside = (alpha >= 0) & (alpha <= 1)  # False for NaN too
         if not bool(inside.all()):
             bad = alpha[~inside].flatten()[0].item()
@@ -312,7 +314,7 @@ def _draw_alpha(real: torch.Tensor, generator: torch.Generator | None) -> torch.
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, *, _check_alpha: bool = True) -> torch.Tensor:
     """``alpha[i] * real[i] + (1 - alpha[i]) * fake[i]``: one random point per sample on the segment
     between a real and a fake sample (WGAN-GP's x-hat), in one fused pass.
 
@@ -339,7 +341,8 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     _check_batched_float(fake, "interpolate", "fake")
     if fake.device != real.device:  # before drawing alpha on real's device
         raise ValueError(f"interpolate: fake is on {fake.device} but real is on {real.device}")
-    alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real)
+    # (_check_alpha=False is private: for callers that drew alpha from torch.rand themselves.)
+    alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real, _check_alpha)
     if _use_ext():
         if torch.compiler.is_compiling():
             return torch.ops.pygan.interpolate.default(real, fake, alpha)

@@ -202,7 +202,7 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
 
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, _check_alpha: bool = True) -> torch.Tensor:
     """The finite-difference penalty (MISSION.md §3): a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
@@ -229,7 +229,7 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     weight = _check_number(weight, "weight", fn)
     if real.shape[0] < 2:
         raise ValueError(f"{fn}: a batch of at least 2 samples is needed to form pairs, got {real.shape[0]}")
-    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, _check_alpha=_check_alpha)
     scores = _critic_scores(critic, x_hat, fn)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not require grad (computed under "

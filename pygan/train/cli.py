@@ -161,7 +161,8 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _prepare_out(cfg: TrainConfig, rank: int) -> Path:
+def _check_out(cfg: TrainConfig) -> tuple[Path, list[str]]:
+    """Refuse an --out that holds another run (unless --resume / --force); return the run files there."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
@@ -172,10 +173,7 @@ def _prepare_out(cfg: TrainConfig, rank: int) -> Path:
     elif existing and not cfg.force:
         raise ValueError(f"--out {cfg.out!r} already holds a run ({', '.join(existing)}); pass --resume to "
                          "continue it or --force to overwrite it")
-    elif existing and rank == 0:
-        for f in existing:
-            (out / f).unlink()
-    return out
+    return out, existing
 
 
 def _check_resume_config(saved: dict | None, cfg: dict) -> None:
@@ -197,7 +195,12 @@ def build(cfg: TrainConfig) -> Trainer:
     rank, world = dist_utils.init_from_env(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    out = _prepare_out(cfg, rank)
+    out, existing = _check_out(cfg)
+    # Every rank checks before rank 0 changes anything (else a late rank could see rank 0's new files).
+    dist_utils.barrier()
+    if existing and not cfg.resume and rank == 0:  # --force: remove the old run's files, only those
+        for f in existing:
+            (out / f).unlink()
     # The data decides the defaults (points or images), so it is loaded first; the batch is set after.
     sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world)
     full = resolve(cfg, sampler.kind, sampler.sample_shape[0] if sampler.kind == "points" else 0)

@@ -192,18 +192,20 @@ def make_sampler(data: str, batch_size: int, seed: int, device, eval_samples: in
                  world_size: int = 1) -> tuple[Sampler, torch.Tensor]:
     """The training sampler and the held-out real samples for evaluation.
 
-    For a toy dataset the held-out set is ``eval_samples`` fresh points from an independent stream
-    (seed + 1_000_003). For a file, a seeded random ``min(eval_samples, N // 5)`` rows are held out
-    and never trained on.
+    The sampler's stream is seeded with seed + 1_000_033 and the held-out set's with seed + 1_000_003,
+    so neither shares numbers with the trainer's own generator (seeded with ``seed``): the real data
+    and the noise z must be independent. For a toy dataset the held-out set is ``eval_samples`` fresh
+    points; for a file, a seeded random ``min(eval_samples, N // 5)`` rows are held out and never
+    trained on.
 
     Returns:
         (sampler, held_out) with held_out on ``device``.
     """
     if data in TOY_DATASETS:
         held = toy_sample(data, eval_samples, torch.Generator().manual_seed(seed + 1_000_003))
-        return ToySampler(data, batch_size, seed, device, rank, world_size), held.to(device)
+        return ToySampler(data, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
     x = load_data_file(data)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
     n_held = max(1, min(eval_samples, x.shape[0] // 5))
     held, train = x[perm[:n_held]], x[perm[n_held:]]
-    return TensorSampler(train, batch_size, seed, device, rank, world_size), held.to(device)
+    return TensorSampler(train, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)

@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-__all__ = ["init_from_env", "rank", "world_size", "all_reduce_gradients", "broadcast_parameters", "any_flag"]
+__all__ = ["init_from_env", "rank", "world_size", "all_reduce_gradients", "all_reduce_mean",
+           "broadcast_parameters", "any_flag", "barrier"]
 
 
 def init_from_env(device: torch.device) -> tuple[int, int]:
@@ -64,6 +65,15 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             p.grad.copy_(g)
 
 
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean of a small tensor over ranks (a copy; no-op alone). A NaN on any rank gives NaN."""
+    if world_size() == 1:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t.div_(world_size())
+
+
 def broadcast_parameters(module: torch.nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (no-op alone)."""
     if world_size() == 1:
@@ -82,3 +92,9 @@ def any_flag(flags: torch.Tensor) -> torch.Tensor:
     if world_size() > 1:
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
     return flags
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op alone)."""
+    if world_size() > 1:
+        dist.barrier()

@@ -208,12 +208,13 @@ class Trainer:
             d_real, d_fake = _scores(self.D, real), _scores(self.D, fake)
             if due and penalty_kind in ("gp", "gp-one-sided"):
                 alpha = self._draw(torch.rand, (), batch)
-                x_hat = ops.interpolate(real, fake, alpha).requires_grad_(True)
+                # alpha comes from torch.rand: skip the range check (a host sync per update on a GPU).
+                x_hat = ops.interpolate(real, fake, alpha, _check_alpha=False).requires_grad_(True)
                 (grads,) = torch.autograd.grad(_scores(self.D, x_hat).sum(), x_hat, create_graph=True)
                 penalty = weight * ops.grad_penalty(grads, center=1.0, one_sided=penalty_kind == "gp-one-sided")
             elif due and penalty_kind == "fd":
                 alpha = self._draw(torch.rand, (), batch)
-                penalty = fd_penalty(self.D, real, fake, weight, alpha=alpha)
+                penalty = fd_penalty(self.D, real, fake, weight, alpha=alpha, _check_alpha=False)
         objective = critic_objective(self.spec.family, d_real, d_fake)
         loss = objective + penalty
         self.d_opt.zero_grad(set_to_none=True)
@@ -264,7 +265,10 @@ class Trainer:
         for _ in range(self.n_critic):
             loss_d, penalty = self._critic_update(sigma)
         loss_g = self._generator_update(sigma, self._batch)
-        values = torch.stack([loss_d.float(), loss_g.float(), penalty.float()]).tolist()
+        values = torch.stack([loss_d.float(), loss_g.float(), penalty.float()])
+        if self.world > 1:  # the global batch's losses, and every rank takes the same NaN decision
+            values = dist_utils.all_reduce_mean(values)
+        values = values.tolist()
         stats = {"loss_d": values[0], "loss_g": values[1], "penalty": values[2]}
         if not all(math.isfinite(v) for v in values):
             where = self._last_checkpoint_text()
