@@ -83,6 +83,46 @@ def render_emd(path: Path, data: dict) -> str:
     return "\n".join(lines + _targets(data)) + "\n"
 
 
+def train_row_notes(case: dict, row: dict) -> list[str]:
+    """A train row's remarks (the docs table and bench/train.py's screen table): why it was skipped,
+    the fastest baseline, and what its correctness check found."""
+    if row.get("skipped"):
+        return [f"skipped: {row['skipped']}"]
+    notes = ["fastest baseline"] if row["name"] == case.get("fastest_baseline") else []
+    if row.get("max_abs_param_diff") is not None:
+        notes.append(f"same math as the baseline (max abs param diff {row['max_abs_param_diff']:.0e})")
+    elif row.get("check", "").startswith("other loss"):
+        notes.append(f"other loss (update norm {row['update_norm_vs_baseline']:.2f}x the baseline's)")
+    return notes
+
+
+def render_train(path: Path, data: dict) -> str:
+    """``train_<device>.json``: milliseconds and steps per second per generator step (n_critic critic
+    updates + 1 generator update), samples x steps, the ratio vs the canonical loop, a note per row."""
+    hp, timing = data.get("hyperparameters", {}), data.get("timing", {})
+    lines = [
+        _provenance(path, data) + f", batch {hp.get('batch', '?')}, n_critic {hp.get('n_critic', '?')}, "
+        f"{timing.get('samples', '?')} samples of {timing.get('steps_per_sample', '?')} steps per row"
+        + (", torch.compile rows" if data.get("compile") else "")
+        + (", **--quick (not for publishing)**" if data.get("quick") else ""),
+        "",
+        "| case | candidate | ms / step | IQR ms | steps / s | vs canonical loop | note |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for case in data["cases"]:
+        for row in case["rows"]:
+            name = row["name"]
+            if name == case.get("fastest_baseline"):
+                name += " **(fastest baseline)**"
+            elif row["role"] == "pygan":
+                name = f"**{name}**"
+            sps = "" if row.get("steps_per_s") is None else f"{row['steps_per_s']:,.1f}"
+            notes = [n for n in train_row_notes(case, row) if n != "fastest baseline"]
+            lines.append(f"| {case['case']} | {name} | {ms(row.get('median_us'))} | {ms(row.get('iqr_us'))} "
+                         f"| {sps} | {ratio(row.get('speedup_vs_fastest_baseline'))} | {'; '.join(notes)} |")
+    return "\n".join(lines + (_targets(data) if data.get("targets") else [])) + "\n"
+
+
 def render(path: Path) -> str:
     """One results file as markdown: a provenance line, the timing table and the targets.
 
@@ -95,6 +135,8 @@ def render(path: Path) -> str:
     data = json.loads(path.read_text())
     if data.get("benchmark") == "emd":
         return render_emd(path, data)
+    if data.get("benchmark") == "train":
+        return render_train(path, data)
     lines = [
         _provenance(path, data),
         "",

@@ -88,3 +88,31 @@ def test_quick_emd_benchmark_without_pot(tmp_path):
     data = json.loads((tmp_path / "emd_cpu.json").read_text())
     _check_emd(data, with_pot=False)
     assert any("POT" in note for note in data["skipped"])
+
+
+def test_quick_train_benchmark(tmp_path):
+    """bench/train.py: the trainer's step vs the canonical loops. Both cases ran; pygan's rows were
+    checked to do the canonical loop's math (same draws, same weights after 2 steps) and timed; the
+    docs table renders."""
+    _bench(tmp_path, "train")
+    path = tmp_path / "train_cpu.json"
+    data = json.loads(path.read_text())
+    assert data["quick"] is True and data["machine"]["pygan_build"]["loaded"] is True
+    assert data["compile"] is False and data["hyperparameters"]["n_critic"] == 5
+    cases = {case["case"]: case for case in data["cases"]}
+    assert set(cases) == {"wgan-gp MLP 3x512", "wgan MLP 3x512"}
+    for case in cases.values():
+        assert case["unit"] == "generator step"
+        assert {"baseline", "pygan"} <= {row["role"] for row in case["rows"]}
+        for row in case["rows"]:
+            assert row["median_us"] > 0 and row["steps_per_s"] > 0 and row["speedup_vs_fastest_baseline"] > 0
+        exact = [row for row in case["rows"] if row["role"] == "pygan" and "max_abs_param_diff" in row]
+        assert len(exact) == 1 and exact[0]["max_abs_param_diff"] <= 1e-5
+    fd = next(row for row in cases["wgan-gp MLP 3x512"]["rows"] if "wgan-fd" in row["name"])
+    assert fd["check"].startswith("other loss") and 0.1 < fd["update_norm_vs_baseline"] < 10
+    try:
+        from pygan.bench import tables
+    except ImportError:  # a checkout used without installing
+        from bench import tables
+    text = tables.render(path)
+    assert "| wgan-gp MLP 3x512 | **pygan Trainer.train_step** |" in text and "--quick" in text

@@ -179,8 +179,11 @@ def _check_out(cfg: TrainConfig) -> tuple[Path, list[str]]:
 def _check_resume_config(saved: dict | None, cfg: dict) -> None:
     if saved is None:
         raise ValueError("--resume: the checkpoint was not written by `pygan train` (it has no configuration)")
+    free = set(RESUMABLE)
+    if saved.get("instance_noise") or saved.get("lr_decay", "none") != "none":
+        free.discard("steps")  # --steps is then the horizon of a schedule: changing it changes the run
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {cfg.get(k)!r}" for k in sorted(set(saved) | set(cfg))
-            if k not in RESUMABLE and saved.get(k) != cfg.get(k)]
+            if k not in free and saved.get(k) != cfg.get(k)]
     if diff:
         raise ValueError("--resume: the checkpoint was trained with a different configuration:\n  "
                          + "\n  ".join(diff) + "\nstart a new run (another --out, or --force) instead")
@@ -196,15 +199,15 @@ def build(cfg: TrainConfig) -> Trainer:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out, existing = _check_out(cfg)
-    # Every rank checks before rank 0 changes anything (else a late rank could see rank 0's new files).
-    dist_utils.barrier()
-    if existing and not cfg.resume and rank == 0:  # --force: remove the old run's files, only those
-        for f in existing:
-            (out / f).unlink()
     # The data decides the defaults (points or images), so it is loaded first; the batch is set after.
     sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world)
     full = resolve(cfg, sampler.kind, sampler.sample_shape[0] if sampler.kind == "points" else 0)
     sampler.batch_size = full.batch_size
+    # Every rank has checked --out (and the data is valid) before rank 0 changes anything there.
+    dist_utils.barrier()
+    if existing and not cfg.resume and rank == 0:  # --force: remove the old run's files, only those
+        for f in existing:
+            (out / f).unlink()
     s = spec(full.loss)
     torch.manual_seed(full.seed)  # the models' initialisation (the same on every rank)
     if sampler.kind == "points":
@@ -234,7 +237,7 @@ def build(cfg: TrainConfig) -> Trainer:
                       eval_data=held, eval_every=full.eval_every, ckpt_every=full.ckpt_every, out=out,
                       seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress)
     if cfg.resume:
-        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
         _check_resume_config(state.get("config") if isinstance(state, dict) else None, saved_config)
         trainer.load_state_dict(state)
         trainer._last_ckpt = (trainer.step, out / CHECKPOINT)

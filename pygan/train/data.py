@@ -88,19 +88,21 @@ def load_data_file(path: str | Path) -> torch.Tensor:
         raise ValueError(f"data: file {str(path)!r} does not exist")
     try:
         if path.suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if array.dtype.kind not in "fiub":
-                raise TypeError(f"data: {path.name} holds dtype {array.dtype}; expected a numeric array")
-            x = torch.from_numpy(np.ascontiguousarray(array))
+            loaded = np.load(path, allow_pickle=False)
         else:
-            x = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"data: {path.name} holds a {type(x).__name__}; expected a single tensor "
-                                "(N x d points or N x C x H x W images)")
-    except (TypeError, ValueError):
-        raise
-    except Exception as exc:  # an unreadable / pickled / corrupt file: say which and why
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable, truncated, or pickled objects (refused, never run): say which
         raise ValueError(f"data: could not load {str(path)!r} safely: {exc}") from exc
+    if path.suffix == ".npy":
+        if not isinstance(loaded, np.ndarray) or loaded.dtype.kind not in "fiub":
+            what = loaded.dtype if isinstance(loaded, np.ndarray) else type(loaded).__name__
+            raise TypeError(f"data: {path.name} holds {what}; expected a numeric array")
+        x = torch.from_numpy(np.ascontiguousarray(loaded))
+    else:
+        if not isinstance(loaded, torch.Tensor):
+            raise TypeError(f"data: {path.name} holds a {type(loaded).__name__}; expected a single tensor "
+                            "(N x d points or N x C x H x W images)")
+        x = loaded
     if x.dtype == torch.bool or x.is_complex():
         raise TypeError(f"data: {path.name} has dtype {x.dtype}; expected real numbers")
     if x.dim() not in (2, 4):

@@ -132,12 +132,13 @@ class Trainer:
         self.out = Path(out) if out is not None else None
         self.config = config
         self.plots, self.progress = plots, progress
-        self.device = next(self.G.parameters()).device
+        first = next(self.G.parameters())
+        self.device, self.dtype = first.device, first.dtype  # noise is drawn in the generator's dtype
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         g_eval = torch.Generator().manual_seed(seed + 7_919)
         n_eval = eval_data.shape[0] if eval_data is not None else 0
-        self.eval_z = torch.randn((n_eval, *self.latent_shape), generator=g_eval).to(self.device)
+        self.eval_z = torch.randn((n_eval, *self.latent_shape), generator=g_eval, dtype=self.dtype).to(self.device)
         self.eval_data = eval_data.to(self.device) if eval_data is not None else None
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.ema > 0 else None
         self.step = 0            # generator steps done
@@ -151,9 +152,10 @@ class Trainer:
             dist_utils.broadcast_parameters(self.G_ema)
 
     # ---------------------------------------------------------------- randomness
-    def _draw(self, fn, tail: tuple[int, ...], batch: int) -> torch.Tensor:
+    def _draw(self, fn, tail: tuple[int, ...], batch: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         # The global batch's draw (identical on every rank), this rank's slice of it.
-        full = fn((batch * self.world, *tail), generator=self.generator, device=self.device)
+        full = fn((batch * self.world, *tail), generator=self.generator, device=self.device,
+                  dtype=dtype or self.dtype)
         return full[self.rank * batch:(self.rank + 1) * batch]
 
     def _noise(self, batch: int) -> torch.Tensor:
@@ -169,7 +171,7 @@ class Trainer:
     def _noisy(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if sigma == 0:
             return x
-        return x + sigma * self._draw(torch.randn, tuple(x.shape[1:]), x.shape[0]).to(x.dtype)
+        return x + sigma * self._draw(torch.randn, tuple(x.shape[1:]), x.shape[0], x.dtype)
 
     def _next_real(self) -> torch.Tensor:
         if self._data_iter is None:
@@ -207,13 +209,13 @@ class Trainer:
         else:
             d_real, d_fake = _scores(self.D, real), _scores(self.D, fake)
             if due and penalty_kind in ("gp", "gp-one-sided"):
-                alpha = self._draw(torch.rand, (), batch)
+                alpha = self._draw(torch.rand, (), batch, real.dtype)
                 # alpha comes from torch.rand: skip the range check (a host sync per update on a GPU).
                 x_hat = ops.interpolate(real, fake, alpha, _check_alpha=False).requires_grad_(True)
                 (grads,) = torch.autograd.grad(_scores(self.D, x_hat).sum(), x_hat, create_graph=True)
                 penalty = weight * ops.grad_penalty(grads, center=1.0, one_sided=penalty_kind == "gp-one-sided")
             elif due and penalty_kind == "fd":
-                alpha = self._draw(torch.rand, (), batch)
+                alpha = self._draw(torch.rand, (), batch, real.dtype)
                 penalty = fd_penalty(self.D, real, fake, weight, alpha=alpha, _check_alpha=False)
         objective = critic_objective(self.spec.family, d_real, d_fake)
         loss = objective + penalty
@@ -308,6 +310,7 @@ class Trainer:
                   "w1": None, "w1_samples": 0, "critic_estimate": None}
         self._sums = self._zero_sums()
         if self.eval_data is not None and self.rank == 0:
+            self._check_weights()
             fake = self.sample(z=self.eval_z)
             real = self.eval_data
             w1 = ot.emd2_points(fake.flatten(1).double(), real.flatten(1).double(), metric="euclidean")
@@ -321,7 +324,8 @@ class Trainer:
         """Generated samples (from the EMA generator when ema > 0), without gradients."""
         g = self.G_ema if self.G_ema is not None else self.G
         if z is None:
-            z = torch.randn((n or 1, *self.latent_shape), generator=self.generator, device=self.device)
+            z = torch.randn((n or 1, *self.latent_shape), generator=self.generator, device=self.device,
+                            dtype=self.dtype)
         with torch.no_grad():
             return g(z)
 
@@ -335,6 +339,7 @@ class Trainer:
             "ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "rng": {"trainer": self.generator.get_state(), "torch": torch.get_rng_state()},
             "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
+            "running": dict(self._sums),  # the averages since the last evaluation continue after a resume
         }
         return state
 
@@ -356,11 +361,27 @@ class Trainer:
         if state.get("data") is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         self.step, self.critic_steps = int(state["step"]), int(state["critic_steps"])
+        if state.get("running") is not None:
+            self._sums = {k: type(v)(state["running"][k]) for k, v in self._zero_sums().items()}
+
+    def _check_weights(self) -> None:
+        # A finite loss does not prove finite weights (the update after it may overflow): checked
+        # before anything is evaluated or saved, so a checkpoint is always a good one.
+        tensors = [p.detach() for m in (self.G, self.D, self.G_ema) if m is not None for p in m.parameters()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise TrainingDiverged(f"training diverged by step {self.step}: the network weights are no longer "
+                                   f"finite (the losses were). {self._last_checkpoint_text()}. Try a lower "
+                                   "learning rate or a larger penalty weight.")
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``OUT/checkpoint.pt`` atomically (rank 0; no-op without ``out``)."""
+        """Write ``OUT/checkpoint.pt`` atomically (rank 0; no-op without ``out``).
+
+        Raises:
+            TrainingDiverged: the weights are not finite (nothing is written).
+        """
         if self.out is None or self.rank != 0:
             return None
+        self._check_weights()
         path = self.out / CHECKPOINT
         atomic_save(self.state_dict(), path)
         self._last_ckpt = (self.step, path)
@@ -369,7 +390,8 @@ class Trainer:
     def load_checkpoint(self, path: str | Path | None = None) -> None:
         """Load a checkpoint (default ``OUT/checkpoint.pt``) with ``weights_only=True``."""
         path = Path(path) if path is not None else self.out / CHECKPOINT
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.load_state_dict(state)
         self._last_ckpt = (self.step, path)
         if self.out is not None:
