@@ -180,6 +180,10 @@ def _check_resume_config(saved: dict | None, cfg: dict) -> None:
     if saved is None:
         raise ValueError("--resume: the checkpoint was not written by `pygan train` (it has no configuration)")
     free = set(RESUMABLE)
+    s = spec(saved["loss"]) if saved.get("loss") in LOSSES else None
+    if s is not None and s.penalty is None:
+        free.add("penalty_weight")  # not used by this loss
+        free.add("lazy_every")
     if saved.get("instance_noise") or saved.get("lr_decay", "none") != "none":
         free.discard("steps")  # --steps is then the horizon of a schedule: changing it changes the run
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {cfg.get(k)!r}" for k in sorted(set(saved) | set(cfg))
@@ -312,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.rank == 0 and trainer.history:
         last = trainer.history[-1]
         if last.get("w1") is not None:
-            print(f"pygan train: {status} at step {trainer.step}: exact W1 {last['w1']:.4f} "
+            at = "" if last["step"] == trainer.step else f" (last evaluated at step {last['step']})"
+            print(f"pygan train: {status} at step {trainer.step}{at}: exact W1 {last['w1']:.4f} "
                   f"({last['w1_samples']} vs {last['w1_samples']} samples), critic estimate "
                   f"{last['critic_estimate']:.4f}; results in {cfg.out}/", file=sys.stderr)
     return 130 if status == "interrupted" else 0

@@ -23,6 +23,7 @@ C in {1, 3}, square, side divisible by 4 and >= 8, with values in [-1, 1] (used 
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,9 @@ def load_data_file(path: str | Path) -> torch.Tensor:
             loaded = np.load(path, allow_pickle=False)
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's weights_only refusal: its advice to drop it is not ours
+        raise ValueError(f"data: {str(path)!r} holds pickled Python objects, which pygan never loads "
+                         "(weights_only=True); save a plain tensor with torch.save(tensor, path)") from exc
     except Exception as exc:  # unreadable, truncated, or pickled objects (refused, never run): say which
         raise ValueError(f"data: could not load {str(path)!r} safely: {exc}") from exc
     if path.suffix == ".npy":

@@ -135,6 +135,7 @@ class Trainer:
         first = next(self.G.parameters())
         self.device, self.dtype = first.device, first.dtype  # noise is drawn in the generator's dtype
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
+        self._seed = seed
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         g_eval = torch.Generator().manual_seed(seed + 7_919)
         n_eval = eval_data.shape[0] if eval_data is not None else 0
@@ -323,8 +324,10 @@ class Trainer:
     def sample(self, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """Generated samples (from the EMA generator when ema > 0), without gradients."""
         g = self.G_ema if self.G_ema is not None else self.G
-        if z is None:
-            z = torch.randn((n or 1, *self.latent_shape), generator=self.generator, device=self.device,
+        if z is None:  # from a generator of its own: sampling must not change the training draws
+            if not hasattr(self, "_sample_gen"):
+                self._sample_gen = torch.Generator(device=self.device).manual_seed(self._seed + 104_729)
+            z = torch.randn((n or 1, *self.latent_shape), generator=self._sample_gen, device=self.device,
                             dtype=self.dtype)
         with torch.no_grad():
             return g(z)
@@ -407,8 +410,10 @@ class Trainer:
     def _log(self, record: dict) -> None:
         if self.out is None or self.rank != 0:
             return
+        # Non-finite floats become null: strict JSON readers reject NaN / Infinity.
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(clean) + "\n")
             f.flush()
 
     def _truncate_metrics(self) -> None:
