@@ -176,14 +176,12 @@ class PyganLoop:
         from pygan.train import Trainer
         from pygan.train.data import ToySampler
 
-        if loss == "wgan":
-            from pygan.optim import ClippedRMSprop
+        from pygan.train.cli import make_optimizers
 
-            d_opt = ClippedRMSprop(D.parameters(), lr=WGAN_LR, clip=CLIP)
-            g_opt = torch.optim.RMSprop(G.parameters(), lr=WGAN_LR)
-        else:  # wgan-gp, wgan-fd
-            d_opt = torch.optim.Adam(D.parameters(), lr=GP_LR, betas=GP_BETAS)
-            g_opt = torch.optim.Adam(G.parameters(), lr=GP_LR, betas=GP_BETAS)
+        # The optimisers `python -m pygan train` uses: ClippedRMSprop + RMSprop(foreach) for wgan,
+        # fused Adam for the others (the canonical loop keeps torch's defaults, as user code does).
+        lr = WGAN_LR if loss == "wgan" else GP_LR
+        g_opt, d_opt = make_optimizers(loss, G, D, lr, lr, CLIP)
         self.G, self.D = G, D
         sampler = ToySampler(DATASET, BATCH, DATA_SEED, device)
         self.trainer = Trainer(torch.compile(G) if compile else G, torch.compile(D) if compile else D,

@@ -27,7 +27,7 @@ from pygan.train.losses import LOSSES, spec
 from pygan.train.models import dcgan_critic, dcgan_generator, mlp_critic, mlp_generator
 from pygan.train.trainer import CHECKPOINT, METRICS, Trainer
 
-__all__ = ["TrainConfig", "build", "run", "main"]
+__all__ = ["TrainConfig", "build", "run", "main", "make_optimizers"]
 
 # Files a run writes into OUT: --force removes exactly these, nothing else.
 RUN_FILES = (CHECKPOINT, METRICS, "config.json", "samples.png", "w1.png")
@@ -193,6 +193,31 @@ def _check_resume_config(saved: dict | None, cfg: dict) -> None:
                          + "\n  ".join(diff) + "\nstart a new run (another --out, or --force) instead")
 
 
+def _adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    # torch's fused Adam (one kernel for all tensors, CPU and CUDA): on the CPU torch's default is the
+    # per-tensor loop, 5x slower for the toy MLP (1.3 ms against 0.27 ms a step, measured).
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch or an unsupported device / dtype
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def make_optimizers(loss: str, G: torch.nn.Module, D: torch.nn.Module, lr_g: float, lr_d: float,
+                    clip: float = 0.01) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The (generator, critic) optimisers a loss trains with (``pygan.train.losses.LossSpec``).
+
+    WGAN: ``pygan.optim.ClippedRMSprop`` for the critic (the update and the clamp to [-clip, clip]
+    fused) and RMSprop (foreach) for the generator. The others: Adam with the loss's betas, fused.
+    """
+    s = spec(loss)
+    if s.optimizer == "clipped-rmsprop":
+        from pygan.optim import ClippedRMSprop
+
+        return torch.optim.RMSprop(G.parameters(), lr=lr_g, foreach=True), ClippedRMSprop(D.parameters(), lr=lr_d, clip=clip)
+    return _adam(G.parameters(), lr_g, s.betas), _adam(D.parameters(), lr_d, s.betas)
+
+
 def build(cfg: TrainConfig) -> Trainer:
     """Validate the configuration, prepare the run directory, and build the models, optimisers,
     data and :class:`Trainer` (loading the checkpoint when ``cfg.resume``). Every error is raised
@@ -222,17 +247,11 @@ def build(cfg: TrainConfig) -> Trainer:
         c, side, _ = sampler.sample_shape
         G, D = dcgan_generator(full.latent_dim, c, side), dcgan_critic(c, side)
     G, D = G.to(device), D.to(device)
+    g_opt, d_opt = make_optimizers(full.loss, G, D, full.lr_g, full.lr_d, full.clip)
     if s.optimizer == "clipped-rmsprop":
-        from pygan.optim import ClippedRMSprop
-
-        d_opt = ClippedRMSprop(D.parameters(), lr=full.lr_d, clip=full.clip)
-        g_opt = torch.optim.RMSprop(G.parameters(), lr=full.lr_g)
         from pygan import ops
 
         ops.clip_(D.parameters(), -full.clip, full.clip)  # start inside the box, like every later step
-    else:
-        d_opt = torch.optim.Adam(D.parameters(), lr=full.lr_d, betas=s.betas)
-        g_opt = torch.optim.Adam(G.parameters(), lr=full.lr_g, betas=s.betas)
     saved_config = {k: v for k, v in asdict(full).items()}
     trainer = Trainer(G, D, g_opt, d_opt, sampler, loss=full.loss, latent_shape=full.latent_dim,
                       n_critic=full.n_critic, penalty_weight=full.penalty_weight, lazy_every=full.lazy_every,
