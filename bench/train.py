@@ -21,7 +21,9 @@ the data costs the same on both sides.
                                    ``(-D(G(torch.randn(B, 2))).mean()).backward(); step()`` (baseline)
     pygan Trainer.train_step       ``Trainer(G, D, g_opt, d_opt, ToySampler(...), loss="wgan-gp",
                                    n_critic=5, penalty_weight=0.1, out=None, eval_data=None,
-                                   plots=False, progress=False).train_step()`` (pygan): the fused
+                                   plots=False, progress=False).train_step()`` (pygan) with the
+                                   optimisers ``python -m pygan train`` builds
+                                   (``pygan.train.cli.make_optimizers``: fused Adam): the fused
                                    ``pygan.ops.interpolate`` and ``grad_penalty``, same math
     pygan Trainer, wgan-fd         the same trainer with ``loss="wgan-fd"``: the finite-difference
                                    penalty (one ordinary backward, no double backward) at the same
@@ -35,7 +37,8 @@ c = 0.01, both sides starting from the same clipped weights.
                                    The clamp follows each update (Algorithm 1's order; the authors'
                                    code clamps before each critic update instead)
     pygan Trainer.train_step       ``loss="wgan"`` with ``pygan.optim.ClippedRMSprop(D, lr, clip=c)``
-                                   (update and clamp fused) and ``torch.optim.RMSprop`` for G (pygan)
+                                   (update and clamp fused) and ``torch.optim.RMSprop(foreach=True)``
+                                   for G (pygan), as ``make_optimizers`` builds them
 
 Both sides read their losses back to the host once per generator step (``train_step`` returns them as
 floats and checks that they are finite; a loop that logs does the same): one ``.tolist()`` each.
