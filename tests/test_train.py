@@ -1481,3 +1481,21 @@ def test_resume_on_cuda(tmp_path):
     """Resuming on a GPU: the checkpoint's RNG states must reach Generator.set_state as CPU tensors."""
     run(tiny_config(tmp_path / "run", steps=3, device="cuda"))
     assert run(tiny_config(tmp_path / "run", resume=True, device="cuda")).step == 6
+
+
+def test_generator_update_keeps_a_users_frozen_critic_parameters_frozen():
+    """The generator update switches the critic's weight gradients off and back on: only those that
+    were trainable are switched back (a parameter the user froze stays frozen)."""
+    torch.manual_seed(0)
+    G, D = tiny_g(), tiny_d()
+    frozen = next(D.parameters())
+    frozen.requires_grad_(False)
+    trainable = [p for p in D.parameters() if p.requires_grad]
+    t = Trainer(G, D, torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(trainable, 1e-3),
+                ToySampler("8gaussians", 8, 0), loss="wgan-gp", n_critic=1, penalty_weight=0.1,
+                plots=False, progress=False)
+    before = frozen.detach().clone()
+    t.train_step()
+    assert not frozen.requires_grad
+    assert all(p.requires_grad for p in trainable)
+    assert torch.equal(frozen.detach(), before)

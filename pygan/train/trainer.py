@@ -228,14 +228,18 @@ class Trainer:
         return loss.detach(), penalty.detach()
 
     def _generator_update(self, sigma: float, batch: int) -> torch.Tensor:
-        self.D.requires_grad_(False)  # no critic weight gradients in the generator's backward
+        # No critic weight gradients in the generator's backward (and a user's frozen ones stay frozen).
+        trainable = [p for p in self.D.parameters() if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
         try:
             fake = self._noisy(self.G(self._noise(batch)), sigma)
             loss = generator_objective(self.spec.name, _scores(self.D, fake))
             self.g_opt.zero_grad(set_to_none=True)
             loss.backward()
         finally:
-            self.D.requires_grad_(True)
+            for p in trainable:
+                p.requires_grad_(True)
         dist_utils.all_reduce_gradients(self.G.parameters())
         self.g_opt.step()
         if self.G_ema is not None:
