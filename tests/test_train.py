@@ -40,7 +40,7 @@ from pygan.train.data import TensorSampler, ToySampler, make_sampler
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC_KEYS = {"step", "w1", "w1_samples", "critic_estimate", "loss_d", "loss_g", "penalty", "step_time", "sigma",
+METRIC_KEYS = {"step", "w1", "w1_samples", "w1_space", "critic_estimate", "loss_d", "loss_g", "penalty", "step_time", "sigma",
                "elapsed"}
 TIMING_KEYS = ("step_time", "elapsed")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -1311,6 +1311,7 @@ def test_metrics_records_and_exact_w1(tmp_path):
     assert all(isinstance(r, dict) and set(r) == METRIC_KEYS for r in records)
     assert [r["step"] for r in records] == [0, 2, 4]
     assert records[0]["loss_d"] is None and records[0]["w1"] == pytest.approx(w1_start, rel=1e-9)
+    assert all(r["w1_space"] == "points" for r in records)
     assert records == trainer.history
 
     last = records[-1]
@@ -1456,6 +1457,7 @@ def test_image_data_end_to_end(tmp_path, capsys, eval_samples):
     assert _run_cli(argv, capsys)[0] == 0
     records = read_metrics(out)
     assert [r["step"] for r in records] == [0, 1, 2]
+    assert all(r["w1_space"] == "flattened pixels" for r in records)
     assert all(r["w1"] is not None and r["w1"] > 0 and r["w1_samples"] == min(eval_samples, 40 // 5)
                for r in records)
     state = load_ckpt(out / "checkpoint.pt")

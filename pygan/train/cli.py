@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         last = trainer.history[-1]
         if last.get("w1") is not None:
             at = "" if last["step"] == trainer.step else f" (last evaluated at step {last['step']})"
-            print(f"pygan train: {status} at step {trainer.step}{at}: exact W1 {last['w1']:.4f} "
+            space = " on flattened pixels" if last.get("w1_space") == "flattened pixels" else ""
+            print(f"pygan train: {status} at step {trainer.step}{at}: exact W1{space} {last['w1']:.4f} "
                   f"({last['w1_samples']} vs {last['w1_samples']} samples), critic estimate "
                   f"{last['critic_estimate']:.4f}; results in {cfg.out}/", file=sys.stderr)
     return 130 if status == "interrupted" else 0

@@ -303,6 +303,7 @@ class Trainer:
 
         Returns:
             A dict with step, w1 (exact, flattened samples; None without eval_data), w1_samples,
+            w1_space ("points", or "flattened pixels" for images: W1 in pixel space, not perceptual),
             critic_estimate, loss_d / loss_g / penalty (means since the last evaluation), step_time
             (seconds per generator step), sigma (instance noise) and elapsed wall time.
         """
@@ -312,7 +313,7 @@ class Trainer:
                   "loss_g": s["loss_g"] / n if s["n"] else None,
                   "penalty": s["penalty"] / n if s["n"] else None,
                   "step_time": s["time"] / n if s["n"] else None, "sigma": self.sigma(),
-                  "w1": None, "w1_samples": 0, "critic_estimate": None}
+                  "w1": None, "w1_samples": 0, "w1_space": None, "critic_estimate": None}
         self._sums = self._zero_sums()
         if self.eval_data is not None and self.rank == 0:
             self._check_weights()
@@ -320,6 +321,7 @@ class Trainer:
             real = self.eval_data
             w1 = ot.emd2_points(fake.flatten(1).double(), real.flatten(1).double(), metric="euclidean")
             record.update(w1=float(w1), w1_samples=int(real.shape[0]),
+                          w1_space="flattened pixels" if real.dim() > 2 else "points",
                           critic_estimate=self.critic_estimate(real, fake))
         record["elapsed"] = time.perf_counter() - self._t_start if hasattr(self, "_t_start") else 0.0
         self.history.append(record)
