@@ -1,4 +1,5 @@
-"""Command line: ``python -m pygan info``, ``python -m pygan train`` and ``python -m pygan bench``."""
+"""Command line: ``python -m pygan info``, ``python -m pygan train``, ``python -m pygan experiment`` and
+``python -m pygan bench``."""
 
 from __future__ import annotations
 
@@ -45,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         from pygan.train.cli import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["experiment"]:
+        from pygan.experiments.cli import main as experiment_main
+
+        return experiment_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pygan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="torch version, whether the extension is built, kernels, build directory, compiler")
     sub.add_parser("train", help="train a GAN on toy or your own data, exact W1 logged (python -m pygan train --help)",
                    add_help=False)
+    sub.add_parser("experiment", help="reproduce a paper's experiment with pictures: clipping-vs-gp, w-vs-js "
+                   "(python -m pygan experiment --help)", add_help=False)
     bench = sub.add_parser("bench", help="run the benchmarks (python -m pygan bench --help)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

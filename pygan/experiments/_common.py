@@ -1,0 +1,121 @@
+"""What the experiments share: the output directory rules, atomic strict-JSON and PNG writes, figures.
+
+Every experiment writes a fixed set of files into its ``--out`` directory. A directory already holding
+any of them is refused unless ``force`` is set, and then exactly those files (nothing else) are
+removed before the run starts, so a crash never leaves old and new results mixed. Files are written
+to a temporary name in the same directory and renamed over the target (``os.replace``): a reader
+never sees half a file. ``report.json`` is strict JSON: NaN and ±inf become ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["ExperimentError", "prepare_out", "write_json", "to_jsonable", "figure", "save_figure",
+           "plots_available", "resolve_device"]
+
+
+class ExperimentError(ValueError):
+    """Bad input to an experiment (an unusable --out, a bad option value); the CLI exits with code 2."""
+
+
+def prepare_out(out: str | Path, files: tuple[str, ...], force: bool) -> Path:
+    """Create ``out`` (if needed) and make sure it holds no previous result.
+
+    Args:
+        out: the output directory.
+        files: the names the experiment writes there.
+        force: remove those files (only those) instead of refusing.
+
+    Returns:
+        The directory as a Path.
+
+    Raises:
+        ExperimentError: ``out`` is a file, or holds a previous result and ``force`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExperimentError(f"--out {str(out)!r} exists and is not a directory")
+    existing = [name for name in files if (out / name).exists()]
+    if existing and not force:
+        raise ExperimentError(f"--out {str(out)!r} already holds a result ({', '.join(existing)}); "
+                              "choose another --out, or pass --force to overwrite it "
+                              "(it removes only the files this experiment writes)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in existing:
+        (out / name).unlink()
+    return out
+
+
+def to_jsonable(value):
+    """Nested dicts / lists / tuples / numbers / tensors -> plain JSON values, non-finite floats -> None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return to_jsonable(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as strict JSON (no NaN / Infinity tokens), atomically."""
+    path = Path(path)
+    text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported (the pictures need it: ``pip install pygan[plot]``)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def figure(width: float, height: float, dpi: int = 90):
+    """A matplotlib Figure on the Agg canvas (never pyplot: no global state, no window)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a figure as PNG atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda if available, else cpu; anything else as torch understands it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ExperimentError(f"--device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ExperimentError(f"--device {device!r}: CUDA is not available")
+    return dev
