@@ -33,6 +33,14 @@ def _targets(data: dict) -> list[str]:
     return lines
 
 
+def _row_label(case: dict, row: dict) -> str:
+    """A row's candidate cell: the fastest baseline marked, pygan rows in bold."""
+    name = row["name"]
+    if name == case.get("fastest_baseline"):
+        return name + " **(fastest baseline)**"
+    return f"**{name}**" if row["role"] == "pygan" else name
+
+
 def ms(us: float | None) -> str:
     """Microseconds as milliseconds for a table cell ("" when not measured)."""
     return "" if us is None else f"{us / 1e3:,.3f}"
@@ -70,11 +78,7 @@ def render_emd(path: Path, data: dict) -> str:
     ]
     for case in data["cases"]:
         for row in case["rows"]:
-            name = row["name"]
-            if name == case.get("fastest_baseline"):
-                name += " **(fastest baseline)**"
-            elif row["role"] == "pygan":
-                name = f"**{name}**"
+            name = _row_label(case, row)
             samples = row.get("samples") or 0
             iqr = ms(row.get("iqr_us") if samples > 1 else None)  # no spread from a single call
             lines.append(f"| {case['case']} | {name} | {ms(row.get('median_us'))} | {iqr} "
@@ -111,11 +115,7 @@ def render_train(path: Path, data: dict) -> str:
     ]
     for case in data["cases"]:
         for row in case["rows"]:
-            name = row["name"]
-            if name == case.get("fastest_baseline"):
-                name += " **(fastest baseline)**"
-            elif row["role"] == "pygan":
-                name = f"**{name}**"
+            name = _row_label(case, row)
             sps = "" if row.get("steps_per_s") is None else f"{row['steps_per_s']:,.1f}"
             notes = [n for n in train_row_notes(case, row) if n != "fastest baseline"]
             lines.append(f"| {case['case']} | {name} | {ms(row.get('median_us'))} | {ms(row.get('iqr_us'))} "
@@ -137,6 +137,8 @@ def render(path: Path) -> str:
         return render_emd(path, data)
     if data.get("benchmark") == "train":
         return render_train(path, data)
+    if "benchmark" not in data and "table_markdown" in data:  # bench/train_quality.py: its own table
+        return f"`{path.name}`: `{data['command']}`\n\n{data['table_markdown']}"
     lines = [
         _provenance(path, data),
         "",
@@ -145,11 +147,7 @@ def render(path: Path) -> str:
     ]
     for case in data["cases"]:
         for row in case["rows"]:
-            name = row["name"]
-            if name == case["fastest_baseline"]:
-                name += " **(fastest baseline)**"
-            elif row["role"] == "pygan":
-                name = f"**{name}**"
+            name = _row_label(case, row)
             gbps = "" if row.get("gb_per_s") is None else _number(row["gb_per_s"])  # only where bytes are known
             lines.append(f"| {case['case']} | {name} | {_number(row['median_us'])} | {_number(row['iqr_us'])} "
                          f"| {row['speedup_vs_fastest_baseline']:.2f}x | {gbps} |")

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _bench(tmp_path, only, env=None):
@@ -116,3 +117,17 @@ def test_quick_train_benchmark(tmp_path):
         from bench import tables
     text = tables.render(path)
     assert "| wgan-gp MLP 3x512 | **pygan Trainer.train_step** |" in text and "--quick" in text
+
+
+def test_tables_render_every_committed_result(capsys):
+    """`python -m bench.tables` renders every file in bench/results/ (the timing files and
+    train_quality_cpu.json, which carries its own table) without raising."""
+    try:
+        from pygan.bench import tables
+    except ImportError:  # a checkout used without installing
+        from bench import tables
+    results = sorted((Path(__file__).resolve().parent.parent / "bench" / "results").glob("*.json"))
+    assert tables.main([str(p) for p in results]) == 0
+    text = capsys.readouterr().out
+    assert "`train_quality_cpu.json`" in text and "| wgan-gp, λ = 10 |" in text
+    assert "`emd_cpu.json`" in text and "`train_cpu.json`" in text
