@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
+
+from pygan._atomic import atomic_write
+from pygan.train import plots as train_plots
+from pygan.train.plots import available as plots_available
+from pygan.train.plots import save_figure
 
 __all__ = ["ExperimentError", "prepare_out", "write_json", "to_jsonable", "figure", "save_figure",
            "plots_available", "resolve_device"]
@@ -71,41 +75,13 @@ def to_jsonable(value):
 
 def write_json(path: Path, obj) -> None:
     """Write ``obj`` as strict JSON (no NaN / Infinity tokens), atomically."""
-    path = Path(path)
     text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def plots_available() -> bool:
-    """Whether matplotlib can be imported (the pictures need it: ``pip install pygan[plot]``)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    atomic_write(path, lambda f: f.write(text + "\n"), binary=False)
 
 
 def figure(width: float, height: float, dpi: int = 90):
-    """A matplotlib Figure on the Agg canvas (never pyplot: no global state, no window)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, path: Path) -> None:
-    """Save a figure as PNG atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, bbox_inches="tight")
-    os.replace(tmp, path)
+    """A matplotlib Figure on the Agg canvas (the trainer's helper, at the experiments' dpi)."""
+    return train_plots.figure(width, height, dpi)
 
 
 def resolve_device(device: str) -> torch.device:

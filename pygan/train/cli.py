@@ -25,7 +25,7 @@ from pygan.train import distributed as dist_utils
 from pygan.train.data import TOY_DATASETS, make_sampler
 from pygan.train.losses import LOSSES, spec
 from pygan.train.models import dcgan_critic, dcgan_generator, mlp_critic, mlp_generator
-from pygan.train.trainer import CHECKPOINT, METRICS, Trainer
+from pygan.train.trainer import CHECKPOINT, METRICS, Trainer, read_checkpoint
 
 __all__ = ["TrainConfig", "build", "run", "main", "make_optimizers"]
 
@@ -252,7 +252,7 @@ def build(cfg: TrainConfig) -> Trainer:
         from pygan import ops
 
         ops.clip_(D.parameters(), -full.clip, full.clip)  # start inside the box, like every later step
-    saved_config = {k: v for k, v in asdict(full).items()}
+    saved_config = asdict(full)
     trainer = Trainer(G, D, g_opt, d_opt, sampler, loss=full.loss, latent_shape=full.latent_dim,
                       n_critic=full.n_critic, penalty_weight=full.penalty_weight, lazy_every=full.lazy_every,
                       instance_noise=full.instance_noise, noise_anneal_steps=full.steps, ema=full.ema,
@@ -260,11 +260,9 @@ def build(cfg: TrainConfig) -> Trainer:
                       eval_data=held, eval_every=full.eval_every, ckpt_every=full.ckpt_every, out=out,
                       seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress)
     if cfg.resume:
-        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        state = read_checkpoint(out / CHECKPOINT)
         _check_resume_config(state.get("config") if isinstance(state, dict) else None, saved_config)
-        trainer.load_state_dict(state)
-        trainer._last_ckpt = (trainer.step, out / CHECKPOINT)
-        trainer._truncate_metrics()
+        trainer.load_checkpoint(out / CHECKPOINT, state=state)
         if trainer.step >= full.steps and rank == 0:
             print(f"pygan train: the run in {cfg.out} is already at step {trainer.step} >= --steps {full.steps}",
                   file=sys.stderr)

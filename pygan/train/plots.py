@@ -7,12 +7,13 @@ written to a temporary name and renamed, so a reader never sees half a PNG.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-__all__ = ["available", "points", "image_grid", "w1_curve"]
+from pygan._atomic import atomic_write
+
+__all__ = ["available", "figure", "save_figure", "points", "image_grid", "w1_curve"]
 
 
 def available() -> bool:
@@ -24,20 +25,19 @@ def available() -> bool:
     return True
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float, dpi: int = 100):
+    """A matplotlib Figure on the Agg canvas (never pyplot: no global state, no window)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, bbox_inches="tight")
-    os.replace(tmp, path)
+def save_figure(fig, path: str | Path) -> None:
+    """Save a figure as PNG atomically (``pygan._atomic``)."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"))
 
 
 def points(real: torch.Tensor, fake: torch.Tensor, critic=None, path: str | Path = "samples.png",
@@ -56,7 +56,7 @@ def points(real: torch.Tensor, fake: torch.Tensor, critic=None, path: str | Path
     """
     r = real.detach().float().cpu()
     f = fake.detach().float().cpu()
-    fig = _figure(6, 6)
+    fig = figure(6, 6)
     ax = fig.add_subplot(1, 1, 1)
     both = torch.cat([r[:, :2], f[:, :2]])
     lo, hi = both.min(0).values, both.max(0).values
@@ -80,7 +80,7 @@ def points(real: torch.Tensor, fake: torch.Tensor, critic=None, path: str | Path
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=4, fontsize=8)
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def image_grid(images: torch.Tensor, path: str | Path = "samples.png", title: str = "", ncol: int = 8) -> None:
@@ -92,19 +92,19 @@ def image_grid(images: torch.Tensor, path: str | Path = "samples.png", title: st
     for i in range(n):
         r, col = divmod(i, ncol)
         canvas[:, r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = x[i]
-    fig = _figure(ncol * 0.8 + 0.5, nrow * 0.8 + 0.6)
+    fig = figure(ncol * 0.8 + 0.5, nrow * 0.8 + 0.6)
     ax = fig.add_subplot(1, 1, 1)
     img = canvas[0].numpy() if c == 1 else canvas.permute(1, 2, 0).numpy()
     ax.imshow(img, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.axis("off")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def w1_curve(history: list[dict], path: str | Path = "w1.png", title: str = "") -> None:
     """Exact W1 and the critic's estimate −L_D against the generator step (log-scale W1 axis)."""
     rows = [h for h in history if h.get("w1") is not None]
-    fig = _figure(7, 4)
+    fig = figure(7, 4)
     ax = fig.add_subplot(1, 1, 1)
     if rows:
         steps = [h["step"] for h in rows]
@@ -120,4 +120,4 @@ def w1_curve(history: list[dict], path: str | Path = "w1.png", title: str = "") 
         else:
             ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)

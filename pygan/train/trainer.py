@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from pygan import ops, ot
+from pygan._atomic import atomic_write
 from pygan.penalties import fd_penalty
 from pygan.train import distributed as dist_utils
 from pygan.train.losses import critic_objective, generator_objective, spec
@@ -55,18 +55,15 @@ def _scores(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape[0])
 
 
+def read_checkpoint(path: str | Path) -> Any:
+    """torch.load with ``weights_only=True`` (loading never runs code from the file), on the CPU:
+    RNG states must stay CPU ByteTensors; ``load_state_dict`` moves the rest to the models' device."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, fsync, then rename over it (atomic on POSIX)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """torch.save to a temporary file beside ``path``, fsync, then rename over it (``pygan._atomic``)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class Trainer:
@@ -396,12 +393,16 @@ class Trainer:
         self._last_ckpt = (self.step, path)
         return path
 
-    def load_checkpoint(self, path: str | Path | None = None) -> None:
-        """Load a checkpoint (default ``OUT/checkpoint.pt``) with ``weights_only=True``."""
+    def load_checkpoint(self, path: str | Path | None = None, state: dict | None = None) -> None:
+        """Resume from a checkpoint (default ``OUT/checkpoint.pt``), read with :func:`read_checkpoint`.
+
+        Args:
+            path: the checkpoint file.
+            state: its contents when the caller has already read them (to inspect them first, as
+                ``pygan train --resume`` does with the configuration); None reads ``path``.
+        """
         path = Path(path) if path is not None else self.out / CHECKPOINT
-        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.load_state_dict(state)
+        self.load_state_dict(read_checkpoint(path) if state is None else state)
         self._last_ckpt = (self.step, path)
         if self.out is not None:
             self._truncate_metrics()
@@ -437,9 +438,7 @@ class Trainer:
             if rec.get("step", 0) <= self.step:
                 kept.append(line)
                 self.history.append(rec)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(k + "\n" for k in kept))
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write("".join(k + "\n" for k in kept)), binary=False)
 
     def draw(self) -> None:
         """Write the pictures (samples / critic contour or image grid, W1 curve) into ``out``."""
