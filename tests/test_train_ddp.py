@@ -131,17 +131,26 @@ def _logs(logs: list[Path]) -> str:
 
 
 # One process per rank runs every configuration in turn (one process group each, on its own port).
+# It also records this process's thread count before the first run and after each one (Linux: one
+# entry per thread in /proc/self/task) in threads-rank<r>.json: gloo's worker threads must be joined
+# when main() returns, not left to die at interpreter exit (see test_process_group_dies_with_main).
 RANK_RUNNER = """
 import json, os, sys
 from pygan.train.cli import main
+def threads():
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+counts = {"before": threads(), "after": []}
 codes = []
 for port, argv in json.loads(sys.argv[1]):
     os.environ["MASTER_PORT"] = str(port)
     code = main(argv)
+    counts["after"].append(threads())
     print(f"rank {os.environ['RANK']}: pygan train {' '.join(argv)} -> {code}", file=sys.stderr, flush=True)
     codes.append(code)
     if code:
         break
+with open(f"threads-rank{os.environ['RANK']}.json", "w") as f:
+    json.dump(counts, f)
 sys.exit(max(codes))
 """
 
@@ -259,6 +268,23 @@ def test_logged_losses_are_the_global_batch_losses(runs):
     for g, w in zip(got[1:], want[1:]):
         for key in ("loss_d", "loss_g", "penalty"):
             assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), key
+
+
+def test_process_group_dies_with_main(runs):
+    """Each ``main()`` leaves no gloo thread behind: its process group is really destroyed.
+
+    Regression: the first optimiser imports ``torch.distributed.nn.functional`` (through
+    ``torch._dynamo``), whose default arguments captured the default group when imported after
+    ``init_process_group``; the group then outlived ``destroy_process_group`` and, at interpreter
+    exit, a gloo worker releasing the last collective's tensors aborted the rank (SIGABRT, "terminate
+    called without an active exception") in about 1 torchrun run in 8.
+    """
+    tmp = runs["ddp"]["wgan-gp"].parent.parent
+    for rank in range(WORLD):
+        counts = json.loads((tmp / f"threads-rank{rank}.json").read_text())
+        if counts["before"] is None:
+            pytest.skip("no /proc/self/task to count threads")
+        assert counts["after"] == [counts["before"]] * len(CONFIGS), (rank, counts)
 
 
 def _torchrun() -> str | None:

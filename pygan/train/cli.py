@@ -326,10 +326,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{trainer._last_checkpoint_text()}", file=sys.stderr)
         return 130
     finally:
-        if dist_utils.world_size() > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        dist_utils.shutdown()
     if trainer.rank == 0 and trainer.history:
         last = trainer.history[-1]
         if last.get("w1") is not None:
