@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pygan._atomic import atomic_write
+from pygan._device import parse_device
 from pygan.train import plots as train_plots
 from pygan.train.plots import available as plots_available
 from pygan.train.plots import save_figure
@@ -85,13 +86,5 @@ def figure(width: float, height: float, dpi: int = 90):
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; anything else as torch understands it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ExperimentError(f"--device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ExperimentError(f"--device {device!r}: CUDA is not available")
-    return dev
+    """``--device`` as the trainer parses it (:func:`pygan._device.parse_device`), raising ExperimentError."""
+    return parse_device(device, ExperimentError)

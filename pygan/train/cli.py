@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
+from pygan._device import parse_device
 from pygan.train import distributed as dist_utils
 from pygan.train.data import TOY_DATASETS, make_sampler
 from pygan.train.losses import LOSSES, spec
@@ -147,20 +147,6 @@ def _check(cfg: TrainConfig) -> None:
                          "or a .npy / .pt file")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {name!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available in this torch build / machine")
-    return dev
-
-
 def _check_out(cfg: TrainConfig) -> tuple[Path, list[str]]:
     """Refuse an --out that holds another run (unless --resume / --force); return the run files there."""
     out = Path(cfg.out)
@@ -223,7 +209,7 @@ def build(cfg: TrainConfig) -> Trainer:
     data and :class:`Trainer` (loading the checkpoint when ``cfg.resume``). Every error is raised
     before any training step."""
     _check(cfg)
-    device = _device(cfg.device)
+    device = parse_device(cfg.device)
     rank, world = dist_utils.init_from_env(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -125,5 +125,5 @@ def shutdown() -> None:
     peers that may never come. See :func:`_import_before_init` for why the group must really die
     here and not at interpreter exit.
     """
-    if dist.is_available() and dist.is_initialized():
+    if world_size() > 1:
         dist.destroy_process_group()
