@@ -17,7 +17,7 @@ reference twin. ``GB/s`` = 3 x elements x 4 bytes / median (read g forward; read
 penalty; d_loss.backward(); Adam(lr=1e-4, betas=(0.5, 0.9)).step()``, λ = 10.
     canonical WGAN-GP snippet      alpha = torch.rand(B, 1, ..., 1); x̂ = alpha·real + (1-alpha)·fake;
                                    autograd.grad(create_graph=True); the norm/pow/mean lines (baseline)
-    pygan.gradient_penalty         ``pygan.gradient_penalty(D, real, fake, 10.0, generator=gen)`` (pygan)
+    pygan.gradient_penalty         ``pygan.gradient_penalty(D, real, fake, weight=10.0, generator=gen)`` (pygan)
     no penalty (ref)               the same step without any penalty: what the double backward costs
                                    (a reference row, not checked against the others: it does less work)
 No targets: the numbers are reported as measured (on CPU the double backward roughly doubles the step).
@@ -25,7 +25,7 @@ No targets: the numbers are reported as measured (on CPU the double backward rou
 **Finite differences and lazy regularisation** (cases ``fd/lazy MLP 3x512``, ``fd/lazy DCGAN-64``,
 same critics, batches and step as above):
     GP every step (double backward)  the canonical snippet on every step (baseline)
-    fd_penalty every step            ``pygan.fd_penalty(D, real, fake, 10.0, generator=gen)``: one
+    fd_penalty every step            ``pygan.fd_penalty(D, real, fake, weight=10.0, generator=gen)``: one
                                      ordinary backward, no double backward (pygan)
     GP lazy every 4 (x4)             ``pygan.LazyRegularizer(pygan.gradient_penalty, 4)``: the penalty
                                      x4 on one step in 4 (pygan)
@@ -214,7 +214,7 @@ def step_candidates(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Ten
         H.Candidate("canonical WGAN-GP snippet", "baseline", setup,
                     run(lambda st: _canonical_gp(st["critic"], real, fake, st["gen"])), _step_result),
         H.Candidate("pygan.gradient_penalty", "pygan", setup,
-                    run(lambda st: pygan.gradient_penalty(st["critic"], real, fake, WEIGHT,
+                    run(lambda st: pygan.gradient_penalty(st["critic"], real, fake, weight=WEIGHT,
                                                           generator=st["gen"])), _step_result),
         H.Candidate("no penalty (ref)", "reference", setup, run(lambda st: 0.0), _step_result,
                     check=False),
@@ -237,7 +237,7 @@ def alt_candidates(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tens
         def cycle(st: dict) -> None:  # `every` steps: the penalty (x every) on the first, none after
             for _ in range(every):
                 _step(st, real, fake,
-                      lambda s: s["lazy"](s["critic"], real, fake, WEIGHT, generator=s["gen"]))
+                      lambda s: s["lazy"](s["critic"], real, fake, weight=WEIGHT, generator=s["gen"]))
         return cycle
 
     def lazy_setup(every: int):
@@ -248,7 +248,7 @@ def alt_candidates(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tens
         H.Candidate("GP every step (double backward)", "baseline", _state_factory(critic, device),
                     run(lambda st: _canonical_gp(st["critic"], real, fake, st["gen"])), _step_result),
         H.Candidate("fd_penalty every step", "pygan", _state_factory(critic, device),
-                    run(lambda st: pygan.fd_penalty(st["critic"], real, fake, WEIGHT, generator=st["gen"])),
+                    run(lambda st: pygan.fd_penalty(st["critic"], real, fake, weight=WEIGHT, generator=st["gen"])),
                     _step_result, check=False),
     ]
     rows += [H.Candidate(f"GP lazy every {k} (x{k})", "pygan", lazy_setup(k), lazy_cycle(k), _step_result,
@@ -279,17 +279,17 @@ def check_alternatives(case: str, critic: torch.nn.Module, real: torch.Tensor, f
                        generator=torch.Generator(device=real.device).manual_seed(ALPHA_SEED))
     expected, got = [], []
     for penalty in (lambda c: _fd_plain(c, real, fake, alpha),
-                    lambda c: pygan.fd_penalty(c, real, fake, WEIGHT, alpha=alpha)):
+                    lambda c: pygan.fd_penalty(c, real, fake, weight=WEIGHT, alpha=alpha)):
         c = copy.deepcopy(critic)
         value = penalty(c)
         value.backward()
         (expected if not expected else got).extend([value.detach(), *(p.grad for p in c.parameters())])
     H.check_close(f"{case} / fd_penalty vs its formula in plain torch", expected, got, RTOL, ATOL)
 
-    gp = pygan.gradient_penalty(critic, real, fake, WEIGHT, alpha=alpha).detach()
+    gp = pygan.gradient_penalty(critic, real, fake, weight=WEIGHT, alpha=alpha).detach()
     for every in LAZY_EVERY:
         lazy = pygan.LazyRegularizer(pygan.gradient_penalty, every)
-        values = [lazy(critic, real, fake, WEIGHT, alpha=alpha) for _ in range(every)]
+        values = [lazy(critic, real, fake, weight=WEIGHT, alpha=alpha) for _ in range(every)]
         name = f"{case} / LazyRegularizer(gradient_penalty, {every})"
         H.check_close(name, [gp * every], [values[0].detach()], RTOL, ATOL)
         if any(not (isinstance(v, float) and v == 0.0) for v in values[1:]):

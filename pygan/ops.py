@@ -3,22 +3,26 @@
 The ops are real torch ops (schemas in ``csrc/pygan.cpp``), so they work with ``torch.compile``,
 ``torch.library.opcheck`` and fake tensors. When the extension cannot be built, the same functions run
 ``pygan.reference`` after one ``PyganExtensionWarning`` (``PYGAN_REQUIRE_EXT=1`` makes that an error).
-Arguments are validated completely before any tensor is modified, on both paths.
+Arguments are validated completely before any tensor is modified, on both paths: on the extension
+path by the C++ checks (Python only names what the dispatcher refuses before them, and refuses meta
+tensors mixed with real ones in the fake kernels), on the fallback path by their Python twins below.
+Messages follow ``pygan._validate``: ``"op: argument ..., expected ..."``.
+
+Internal API (used by ``pygan.optim``, not public): :func:`rmsprop_step_lists_`.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
 
-from pygan import _build, reference
+from pygan import _build, _internal, reference
+from pygan import _validate as check
 
 __all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _use_ext() -> bool:
@@ -39,28 +43,37 @@ def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str) -
     return tensors
 
 
-def _as_bound(value, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number or None, got {type(value).__name__}")
-    return float(value)
+def _as_bound(value, name: str, op: str) -> float | None:
+    return check.real(value, name, op, allow_none=True)
 
 
-# ---- Python twins of the C++ argument checks (csrc/cpu/*_cpu.cpp), used on the fallback path. ----
-
-def _check_float_strided(t: torch.Tensor, op: str, arg: str, i: int) -> None:
-    if t.layout != torch.strided:
-        raise TypeError(f"{op}: {arg}[{i}] has layout {t.layout}; expected a dense (strided) tensor")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{op}: {arg}[{i}] has dtype {t.dtype}; expected float16, bfloat16, float32 or float64")
+def _named(lists: Sequence[Sequence[torch.Tensor]], names: Sequence[str]) -> list[tuple[str, torch.Tensor]]:
+    return [(f"{name}[{i}]", t) for lst, name in zip(lists, names) for i, t in enumerate(lst)]
 
 
-def _check_writable(t: torch.Tensor, op: str, arg: str, i: int) -> None:
+def _name_dispatch_error(err: Exception, lists, names, op: str) -> None:
+    """Name the argument when pybind11 (a non-tensor element: TypeError) or the dispatcher (a sparse
+    tensor: NotImplementedError, before any kernel or C++ check runs) refused the call; returns
+    when the error is something else, for the caller to re-raise."""
+    for lst, name in zip(lists, names):
+        _as_tensor_list(lst, name)
+    if isinstance(err, NotImplementedError):
+        for arg, t in _named(lists, names):
+            if t.layout != torch.strided:
+                if arg.startswith("grads["):
+                    raise TypeError(f"{op}: {arg} is sparse; RMSprop does not support sparse gradients") from err
+                raise TypeError(f"{op}: {arg} has layout {t.layout}; expected a dense (strided) tensor") from err
+
+
+# ---- The fallback path's checks: Python twins of the C++ ones (csrc/cpu/*_cpu.cpp). ----
+
+def _check_float_strided(t: torch.Tensor, op: str, arg: str) -> None:
+    check.tensor(t, arg, op)
+
+
+def _check_writable(t: torch.Tensor, op: str, arg: str) -> None:
     if torch._debug_has_internal_overlap(t) == 1:  # 1: MemOverlap::Yes
-        raise ValueError(f"{op}: {arg}[{i}] has elements that share memory (an expand()ed tensor?); "
+        raise ValueError(f"{op}: {arg} has elements that share memory (an expand()ed tensor?); "
                          "it cannot be updated in place")
 
 
@@ -77,8 +90,12 @@ def _check_clip_args(tensors: Sequence[torch.Tensor], min: float | None, max: fl
         raise ValueError("clip_: at least one of min and max must not be None")
     _check_bounds(min, max, "clip_", "min", "max")
     for i, t in enumerate(tensors):
-        _check_float_strided(t, "clip_", "tensors", i)
-        _check_writable(t, "clip_", "tensors", i)
+        _check_float_strided(t, "clip_", f"tensors[{i}]")
+        _check_writable(t, "clip_", f"tensors[{i}]")
+    check.same_device(_named([tensors], ["tensors"]), "clip_")
+
+
+_RMSPROP_LISTS = ("params", "grads", "square_avgs", "momentum_buffers", "grad_avgs")
 
 
 def _check_rmsprop_args(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
@@ -86,8 +103,7 @@ def _check_rmsprop_args(params, grads, square_avgs, momentum_buffers, grad_avgs,
     op = "rmsprop_step_"
     for value, name in ((lr, "lr"), (alpha, "alpha"), (eps, "eps"), (weight_decay, "weight_decay"),
                         (momentum, "momentum")):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{op}: {name} must be a finite number >= 0, got {value}")
+        check.number(value, name, op, low=0)
     n = len(params)
     for lst, expected, name, when in (
         (grads, n, "grads", "one per parameter"),
@@ -99,8 +115,8 @@ def _check_rmsprop_args(params, grads, square_avgs, momentum_buffers, grad_avgs,
         if len(lst) != expected:
             raise ValueError(f"{op}: {name} has {len(lst)} tensors; expected {expected} ({when})")
     for i, p in enumerate(params):
-        _check_float_strided(p, op, "params", i)
-        _check_writable(p, op, "params", i)
+        _check_float_strided(p, op, f"params[{i}]")
+        _check_writable(p, op, f"params[{i}]")
         if grads[i].layout != torch.strided:
             raise TypeError(f"{op}: grads[{i}] is sparse; RMSprop does not support sparse gradients")
         companions = [(grads, "grads"), (square_avgs, "square_avgs")]
@@ -108,18 +124,18 @@ def _check_rmsprop_args(params, grads, square_avgs, momentum_buffers, grad_avgs,
         companions += [(grad_avgs, "grad_avgs")] if centered else []
         for lst, name in companions:
             t = lst[i]
-            _check_float_strided(t, op, name, i)
+            _check_float_strided(t, op, f"{name}[{i}]")
             if t.shape != p.shape:
                 raise ValueError(f"{op}: {name}[{i}] has shape {list(t.shape)} but params[{i}] has shape {list(p.shape)}")
             if t.dtype != p.dtype:
                 raise TypeError(f"{op}: {name}[{i}] has dtype {t.dtype} but params[{i}] has dtype {p.dtype}")
-            if t.device != p.device:
+            if t.device != p.device and "meta" not in (t.device.type, p.device.type):
                 raise ValueError(f"{op}: {name}[{i}] is on {t.device} but params[{i}] is on {p.device}")
             if name != "grads":
-                _check_writable(t, op, name, i)
+                _check_writable(t, op, f"{name}[{i}]")
+    check.same_device(_named([params, grads, square_avgs, momentum_buffers, grad_avgs], _RMSPROP_LISTS), op)
     if clip_min is not None or clip_max is not None:
         _check_bounds(clip_min, clip_max, op, "clip_min", "clip_max")
-
 
 # ---- Public ops. ----
 
@@ -146,24 +162,23 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
 
     Raises:
         TypeError: a non-floating, complex or sparse tensor, or a bound that is not a real number.
-        ValueError: both bounds None, a NaN bound, min > max, or a tensor whose elements overlap in
-            memory. Nothing is modified when an error is raised.
+        ValueError: both bounds None, a NaN bound, min > max, a tensor whose elements overlap in
+            memory, or a meta tensor in a list that also holds tensors with data (the meta kernel
+            would run and leave the others unclipped). Nothing is modified when an error is raised.
     """
     # Fast path for the common call (a list and float bounds): per-element checks happen in C++.
     if type(tensors) is not list:
         tensors = _as_tensor_list(tensors, "tensors")
-    lo = min if type(min) is float else _as_bound(min, "min")
-    hi = max if type(max) is float else _as_bound(max, "max")
+    lo = min if type(min) is float else _as_bound(min, "min", "clip_")
+    hi = max if type(max) is float else _as_bound(max, "max", "clip_")
     if tensors and _use_ext():
         try:
             if torch.compiler.is_compiling():
                 torch.ops.pygan.clip_.default(tensors, lo, hi)
             else:  # the same op, through a cheaper argument parser (csrc/python.cpp)
                 _build.module().clip_(tensors, lo, hi)
-        except (RuntimeError, TypeError):
-            # Errors raised before our checks ran (a non-tensor element, a sparse tensor reaching the
-            # dispatcher): the Python checks name the argument. If they pass, the original stands.
-            _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
+        except (NotImplementedError, TypeError) as err:
+            _name_dispatch_error(err, [tensors], ["tensors"], "clip_")
             raise
     else:
         _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
@@ -207,25 +222,45 @@ def rmsprop_step_(
         None.
 
     Raises:
-        TypeError / ValueError: naming the argument, before anything is modified.
+        TypeError / ValueError: naming the argument, before anything is modified; also for a meta
+        tensor among tensors with data, and for arguments that share memory with a tensor the step
+        writes (e.g. a state that is the parameter itself).
     """
-    lists = [_as_tensor_list(x, name) for x, name in (
-        (params, "params"), (grads, "grads"), (square_avgs, "square_avgs"),
-        (momentum_buffers, "momentum_buffers"), (grad_avgs, "grad_avgs"))]
-    bounds = [_as_bound(clip_min, "clip_min"), _as_bound(clip_max, "clip_max")]
-    _rmsprop_step(lists, float(lr), float(alpha), float(eps), float(weight_decay), float(momentum),
-                  bool(centered), bool(maximize), *bounds)
+    op = "rmsprop_step_"
+    lists = [_as_tensor_list(x, name) for x, name in zip(
+        (params, grads, square_avgs, momentum_buffers, grad_avgs), _RMSPROP_LISTS)]
+    numbers = [check.real(v, name, op) for v, name in (
+        (lr, "lr"), (alpha, "alpha"), (eps, "eps"), (weight_decay, "weight_decay"), (momentum, "momentum"))]
+    bounds = [_as_bound(clip_min, "clip_min", op), _as_bound(clip_max, "clip_max", op)]
+    # The kernels read and write each element once, so an argument that shares memory with a written
+    # one gives a wrong number silently (torch's RMSprop would too): refused before anything runs.
+    written = _named([lists[0]] + lists[2:], [_RMSPROP_LISTS[0]] + list(_RMSPROP_LISTS[2:]))
+    check.no_shared_memory(written, _named([lists[1]], ["grads"]), op)
+    rmsprop_step_lists_(lists, *numbers, bool(centered), bool(maximize), *bounds)
 
 
-def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max):
-    # Shared by rmsprop_step_ and ClippedRMSprop.step (whose lists are already lists of tensors).
+def rmsprop_step_lists_(lists: list[list[torch.Tensor]], lr: float, alpha: float, eps: float,
+                        weight_decay: float, momentum: float, centered: bool, maximize: bool,
+                        clip_min: float | None, clip_max: float | None) -> None:
+    """Internal API (``pygan.optim.ClippedRMSprop.step``): :func:`rmsprop_step_` for arguments that are
+    already in canonical form.
+
+    The extension's C++ checks (or their Python twins on the fallback path) still run; what this skips
+    is the list conversion and :func:`rmsprop_step_`'s memory-sharing check, which the optimizer makes
+    once when its state is created or loaded instead of on every step.
+
+    Args:
+        lists: ``[params, grads, square_avgs, momentum_buffers, grad_avgs]``, each a list of tensors.
+        lr, alpha, eps, weight_decay, momentum: floats. centered, maximize: bools.
+        clip_min, clip_max: floats or None.
+    """
     if lists[0] and _use_ext():
         step = (torch.ops.pygan.rmsprop_step_.default if torch.compiler.is_compiling()
                 else _build.module().rmsprop_step_)
         try:
             step(*lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max)
-        except (RuntimeError, TypeError):  # see clip_
-            _check_rmsprop_args(*lists, lr, alpha, eps, weight_decay, momentum, centered, clip_min, clip_max)
+        except (NotImplementedError, TypeError) as err:
+            _name_dispatch_error(err, lists, _RMSPROP_LISTS, "rmsprop_step_")
             raise
     else:
         _check_rmsprop_args(*lists, lr, alpha, eps, weight_decay, momentum, centered, clip_min, clip_max)
@@ -237,14 +272,7 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_batched_float(t, op: str, arg: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {arg} must be a torch.Tensor, got {type(t).__name__}")
-    if t.layout != torch.strided:
-        raise TypeError(f"{op}: {arg} has layout {t.layout}; expected a dense (strided) tensor")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{op}: {arg} has dtype {t.dtype}; expected float16, bfloat16, float32 or float64")
-    if t.dim() < 1:
-        raise ValueError(f"{op}: {arg} is 0-d; expected a batch of samples along dim 0 (shape [B, ...])")
+    check.tensor(t, arg, op, min_dim=1)
 
 
 def _check_interpolate_args(real, fake) -> None:
@@ -262,10 +290,8 @@ def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
     # The part of check_grad_penalty_args (csrc/cpu/penalty_cpu.cpp) that grad_penalty() leaves to the
     # kernels, for the fallback path (grads' type is checked before either path).
     op = "grad_penalty"
-    if not (math.isfinite(center) and center >= 0):
-        raise ValueError(f"{op}: center must be a finite number >= 0, got {center}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    check.number(center, "center", op, low=0)
+    check.choice(reduction, "reduction", _REDUCTIONS, op)
     if grads.shape[0] == 0 and reduction == "mean":
         raise ValueError(f"{op}: grads has batch size 0; the mean over an empty batch is undefined "
                          "(use reduction='sum' or 'none')")
@@ -275,24 +301,42 @@ def _as_alpha(alpha, real: torch.Tensor, check_range: bool = True) -> torch.Tens
     """A user's alpha as a [B] tensor of real's dtype, after checking its shape and range (the range
     check reads the values, a host sync on a GPU: ``check_range=False`` skips it for alphas the
     caller drew from ``torch.rand`` itself, as the trainer does)."""
+    op = "interpolate"
+    if type(alpha).__module__ == "numpy" and hasattr(alpha, "__array__"):
+        alpha = torch.as_tensor(alpha, device=real.device)  # NumPy α, as the authors' scripts draw it
     if not isinstance(alpha, torch.Tensor):
-        raise TypeError(f"interpolate: alpha must be a tensor of shape [B] or None, got {type(alpha).__name__}")
-    if alpha.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"interpolate: alpha has dtype {alpha.dtype}; expected a floating-point tensor")
+        raise TypeError(f"{op}: alpha must be a tensor of shape [B] or None, got {type(alpha).__name__}")
+    if alpha.dtype not in check.FLOAT_DTYPES:
+        raise TypeError(f"{op}: alpha has dtype {alpha.dtype}; expected a floating-point tensor")
     batch = real.shape[0]
-    # [B] or the canonical snippet's [B, 1, ..., 1]; a scalar (one alpha for the whole batch) or one
-    # alpha per element are the two classic mistakes this refuses.
+    # One weight per sample: [B], the canonical snippet's [B, 1, ..., 1], or such an α broadcast to
+    # real's shape (``alpha.expand_as(real)``, the WGAN-GP authors' toy script), expanded or copied.
+    # A scalar (one α for the whole batch) or one α per element are the two classic mistakes refused.
+    expected = (f"expected [{batch}] (one weight per sample), [{batch}, 1, ..., 1], or such a tensor "
+                f"expanded to real's shape {list(real.shape)} (the same value over each sample)")
     if (alpha.dim() == 0 or alpha.dim() > real.dim() or alpha.shape[0] != batch
-            or any(s != 1 for s in alpha.shape[1:])):
-        raise ValueError(f"interpolate: alpha has shape {list(alpha.shape)}; expected [{batch}] (one weight "
-                         f"per sample) or [{batch}, 1, ..., 1]")
+            or any(s not in (1, r) for s, r in zip(alpha.shape[1:], real.shape[1:]))):
+        raise ValueError(f"{op}: alpha has shape {list(alpha.shape)}; {expected}")
     if alpha.device != real.device:
-        raise ValueError(f"interpolate: alpha is on {alpha.device} but real is on {real.device}")
-    if check_range and not torch.compiler.is_compiling() and not _is_capturing(alpha):
+        raise ValueError(f"{op}: alpha is on {alpha.device} but real is on {real.device}")
+    traced = torch.compiler.is_compiling() or _is_capturing(alpha)
+    if check_range and not traced:
         inside = (alpha >= 0) & (alpha <= 1)  # False for NaN too
         if not bool(inside.all()):
             bad = alpha[~inside].flatten()[0].item()
-            raise ValueError(f"interpolate: alpha must lie in [0, 1]; it contains {bad}")
+            raise ValueError(f"{op}: alpha must lie in [0, 1]; it contains {bad}")
+    if alpha.numel() != batch:
+        spread = [d for d in range(1, alpha.dim()) if alpha.shape[d] != 1 and alpha.stride(d) != 0]
+        per_sample = alpha[(slice(None),) + (0,) * (alpha.dim() - 1)]
+        if spread:  # materialised: the values must be constant within each sample (read: a host sync)
+            if traced:
+                raise ValueError(f"{op}: alpha has shape {list(alpha.shape)}; under torch.compile or graph "
+                                 f"capture pass it as [{batch}] (alpha[:, 0, ..., 0]) or expanded")
+            flat = alpha.reshape(batch, -1)
+            if not torch.equal(flat, flat[:, :1].expand_as(flat)):
+                raise ValueError(f"{op}: alpha has shape {list(alpha.shape)} with different values within a "
+                                 f"sample; {expected}")
+        alpha = per_sample
     return alpha.reshape(batch).to(real.dtype)
 
 
@@ -300,21 +344,15 @@ def _is_capturing(t: torch.Tensor) -> bool:
     return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
-def _rand(shape, device: torch.device, dtype: torch.dtype, generator: torch.Generator | None) -> torch.Tensor:
-    """U[0, 1) numbers for `device`, drawn on the generator's device and moved, so a CPU generator
-    also serves CUDA data and reproduces the same numbers (torch.rand alone rejects the mix)."""
-    source = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=source, dtype=dtype).to(device, non_blocking=True)
-
-
 def _draw_alpha(real: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     # U[0, 1) per sample, in float32 for 16-bit inputs (rounding may then give exactly 1.0).
     dtype = real.dtype if real.dtype in (torch.float32, torch.float64) else torch.float32
-    return _rand(real.shape[0], real.device, dtype, generator).to(real.dtype)
+    return _internal.uniform(real.shape[0], real.device, dtype, generator).to(real.dtype)
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, *, _check_alpha: bool = True) -> torch.Tensor:
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | None = None, *args,
+                generator: torch.Generator | None = None, check_alpha: bool = True,
+                _check_alpha: bool | None = None) -> torch.Tensor:
     """``alpha[i] * real[i] + (1 - alpha[i]) * fake[i]``: one random point per sample on the segment
     between a real and a fake sample (WGAN-GP's x-hat), in one fused pass.
 
@@ -324,10 +362,15 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     Args:
         real: [B, ...] float16, bfloat16, float32 or float64, on any device.
         fake: same shape, dtype and device as real.
-        alpha: None to draw U[0, 1) per sample, or a tensor of shape [B] (or [B, 1, ..., 1]) with
-            values in [0, 1] (checked, which costs one host sync on a GPU). Cast to real's dtype.
-        generator: the torch.Generator alpha is drawn from when alpha is None, so runs reproduce; a
-            CPU generator also serves CUDA data (alpha is drawn on the generator's device and moved).
+        alpha: None to draw U[0, 1) per sample, or one weight per sample with values in [0, 1]: a
+            tensor or NumPy array of shape [B] or [B, 1, ..., 1], or such a one broadcast to real's
+            shape (``alpha.expand_as(real)``; a copy must hold one value per sample, which is read).
+            The values are checked (one host sync on a GPU). Cast to real's dtype.
+        generator: keyword-only: the torch.Generator alpha is drawn from when alpha is None, so runs
+            reproduce; a CPU generator also serves CUDA data (alpha is drawn on the generator's device
+            and moved). Passing it by position is deprecated (a DeprecationWarning, for one release).
+        check_alpha: check that a given alpha lies in [0, 1] (skip it, and its host sync, for an
+            alpha you drew from torch.rand yourself).
 
     Returns:
         A tensor of real's shape and dtype (real's memory layout when real and fake share it,
@@ -337,12 +380,17 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     Raises:
         TypeError / ValueError: naming the argument (shapes, dtypes, devices, alpha's shape or range).
     """
+    if args:
+        generator = check.deprecated_positional(args, {"generator": None}, "interpolate",
+                                                {"generator": generator})["generator"]
     _check_batched_float(real, "interpolate", "real")
     _check_batched_float(fake, "interpolate", "fake")
     if fake.device != real.device:  # before drawing alpha on real's device
         raise ValueError(f"interpolate: fake is on {fake.device} but real is on {real.device}")
-    # (_check_alpha=False is private: for callers that drew alpha from torch.rand themselves.)
-    alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real, _check_alpha)
+    check.generator(generator, "generator", "interpolate")
+    if _check_alpha is not None:  # its former private spelling, for callers not yet updated
+        check_alpha = _check_alpha
+    alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real, check_alpha)
     if _use_ext():
         if torch.compiler.is_compiling():
             return torch.ops.pygan.interpolate.default(real, fake, alpha)
@@ -382,9 +430,7 @@ def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = Fal
         TypeError / ValueError: naming the argument; also for "mean" over an empty batch.
     """
     _check_batched_float(grads, "grad_penalty", "grads")
-    if isinstance(center, bool) or not isinstance(center, numbers.Real):
-        raise TypeError(f"grad_penalty: center must be a real number, got {type(center).__name__}")
-    center = float(center)
+    center = check.real(center, "center", "grad_penalty")
     if not isinstance(reduction, str):
         raise TypeError(f"grad_penalty: reduction must be a str, got {type(reduction).__name__}")
     if _use_ext():
@@ -393,14 +439,6 @@ def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = Fal
         return _build.module().grad_penalty(grads, center, bool(one_sided), reduction)
     _check_grad_penalty_args(grads, center, reduction)
     return reference.grad_penalty(grads, center, bool(one_sided), reduction)
-
-
-def _increment_steps(steps: list[torch.Tensor]) -> None:
-    # ClippedRMSprop's per-parameter step counters (torch's RMSprop update does not read them).
-    if not torch.compiler.is_compiling() and _build.module() is not None:
-        _build.module().increment_(steps)
-    else:
-        torch._foreach_add_(steps, 1)
 
 
 _registered = False
@@ -414,14 +452,17 @@ def _register_python_parts() -> None:
     _registered = True
 
     # clip_ and rmsprop_step_ only mutate their inputs in place and return nothing.
+    # They also run, as the meta kernels, when a meta tensor is among real ones in eager mode: the
+    # dispatcher then skips the real kernels, so that mix is refused here (pygan._validate.same_device).
     @torch.library.register_fake("pygan::clip_")
     def _clip_fake(tensors, min, max):
-        return None
+        check.same_device(_named([tensors], ["tensors"]), "clip_")
 
     @torch.library.register_fake("pygan::rmsprop_step_")
     def _rmsprop_step_fake(params, grads, square_avgs, momentum_buffers, grad_avgs, lr, alpha, eps,
                            weight_decay, momentum, centered, maximize, clip_min, clip_max):
-        return None
+        lists = [params, grads, square_avgs, momentum_buffers, grad_avgs]
+        check.same_device(_named(lists, _RMSPROP_LISTS), "rmsprop_step_")
 
     # The fake kernels mirror the layouts the real kernels return (csrc/cpu/penalty_cpu.cpp): the
     # input's strides when it is sample-blocked, contiguous otherwise.
@@ -437,7 +478,7 @@ def _register_python_parts() -> None:
     def _grad_penalty_fake(grads, center, one_sided, reduction):
         batch = grads.shape[0]
         penalty = grads.new_empty((batch,) if reduction == "none" else ())
-        norms = grads.new_empty((batch,), dtype=reference._acc_dtype(grads.dtype))
+        norms = grads.new_empty((batch,), dtype=_internal.accumulation_dtype(grads.dtype))
         return penalty, norms
 
     @torch.library.register_fake("pygan::grad_penalty_backward")

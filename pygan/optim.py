@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch.optim import Optimizer
 
-from pygan import ops
+from pygan import _internal, ops
+from pygan import _validate as check
 
 __all__ = ["ClippedRMSprop"]
 
@@ -18,25 +16,23 @@ except ImportError:  # pragma: no cover - older/newer torch without the private 
     def _get_scalar_dtype():
         return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
+_WHERE = "ClippedRMSprop"
+_NONNEGATIVE = ("lr", "alpha", "eps", "weight_decay", "momentum")
+
 
 def _check_nonnegative(value, name: str) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"Invalid {name}: {value} (expected a finite number >= 0)")
-    return float(value)
+    return check.number(value, name, _WHERE, low=0)
 
 
 def _check_clip(clip) -> float | None:
-    if clip is None:
-        return None
-    if isinstance(clip, bool) or not isinstance(clip, numbers.Real):
-        raise TypeError(f"clip must be a positive number or None, got {type(clip).__name__}")
-    if not (math.isfinite(clip) and clip > 0):
-        raise ValueError(f"Invalid clip: {clip} (expected a finite number > 0, or None for no clamp)")
-    return float(clip)
+    return check.number(clip, "clip", _WHERE, low=0, low_open=True, allow_none=True)
+
+
+def _check_differentiable(value) -> bool:
+    if value:
+        raise TypeError("ClippedRMSprop does not support differentiable=True (the fused step is not "
+                        "differentiable); use torch.optim.RMSprop(differentiable=True) and clamp the weights")
+    return False
 
 
 class ClippedRMSprop(Optimizer):
@@ -62,7 +58,9 @@ class ClippedRMSprop(Optimizer):
 
     Args:
         params: an iterable of parameters or of param-group dicts (any group may set its own options).
-        lr: learning rate (default 5e-5, the WGAN paper's).
+        lr: learning rate. **The default is 5e-5, the WGAN paper's (Algorithm 1), not torch's RMSprop
+            default of 1e-2**: when you swap this class in for ``torch.optim.RMSprop``, pass the lr you
+            used there.
         alpha: smoothing constant of the squared-gradient average (default 0.99).
         eps: added to the denominator after the square root (default 1e-8).
         weight_decay: L2 penalty added to the gradient (default 0).
@@ -71,17 +69,27 @@ class ClippedRMSprop(Optimizer):
         clip: clamp parameters to [-clip, clip] after each step (default 0.01, WGAN's c); None turns
             the clamp off, leaving a plain fused RMSprop.
         maximize: maximise the objective instead of minimising it.
+        capturable: as in torch.optim.RMSprop: keep the step counters on the parameters' device, so
+            a step can be captured in a CUDA graph (the fused step itself never synchronises with the
+            host, whatever this is).
+        foreach: as in torch.optim.RMSprop, accepted for drop-in use (None, True or False) and kept
+            in the param groups; it changes nothing, since the fused kernel is always multi-tensor.
+        differentiable: only False (the default); True raises TypeError, the fused step is not
+            differentiable.
 
-    torch.optim.RMSprop's ``foreach``, ``capturable`` and ``differentiable`` options are not taken
-    (the kernel is already multi-tensor and never synchronises with the host; a differentiable step
-    is not supported): passing them raises TypeError; a loaded state dict whose groups carry them is
-    accepted unless ``differentiable`` is True (ValueError). Complex parameters and sparse gradients
-    raise TypeError at ``step()``.
+    The options keep torch.optim.RMSprop's names and the param groups carry all of torch's keys, so
+    state dicts move between the two optimizers in both directions (one loaded with
+    ``differentiable=True`` is refused with ValueError). Complex parameters and sparse gradients
+    raise TypeError at ``step()``; a loaded state whose tensors share memory with the parameters
+    (which would make the step's result wrong) raises ValueError.
     """
 
     def __init__(self, params, lr: float = 5e-5, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                 clip: float | None = 0.01, maximize: bool = False) -> None:
+                 clip: float | None = 0.01, maximize: bool = False, capturable: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False) -> None:
+        if foreach is not None:
+            check.boolean(foreach, "foreach", _WHERE)
         defaults = {
             "lr": _check_nonnegative(lr, "lr"),
             "alpha": _check_nonnegative(alpha, "alpha"),
@@ -91,16 +99,21 @@ class ClippedRMSprop(Optimizer):
             "centered": bool(centered),
             "clip": _check_clip(clip),
             "maximize": bool(maximize),
+            "capturable": bool(capturable),
+            "foreach": foreach,
+            "differentiable": _check_differentiable(differentiable),
         }
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         # Validate per-group overrides as strictly as the constructor's arguments.
-        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
+        for name in _NONNEGATIVE:
             if name in param_group:
                 param_group[name] = _check_nonnegative(param_group[name], name)
         if "clip" in param_group:
             param_group["clip"] = _check_clip(param_group["clip"])
+        if "differentiable" in param_group:
+            param_group["differentiable"] = _check_differentiable(param_group["differentiable"])
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict) -> None:
@@ -111,13 +124,36 @@ class ClippedRMSprop(Optimizer):
             group.setdefault("momentum", 0)
             group.setdefault("centered", False)
             group.setdefault("maximize", False)
-            if group.get("differentiable", False):
+            group.setdefault("capturable", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            if group["differentiable"]:
                 raise ValueError("ClippedRMSprop does not support differentiable=True")
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``Optimizer.load_state_dict``, then a check that no loaded state tensor shares memory
+        with a parameter or another state tensor (the fused step reads each element once, so the
+        result would be silently wrong; ``step()`` does not repeat the check).
+
+        Raises:
+            ValueError: naming the parameter and the state entry.
+        """
+        super().load_state_dict(state_dict)
+        written = []
+        for g, group in enumerate(self.param_groups):
+            for k, p in enumerate(group["params"]):
+                written.append((f"param_groups[{g}]['params'][{k}]", p))
+                for key in ("square_avg", "momentum_buffer", "grad_avg"):
+                    t = self.state.get(p, {}).get(key)
+                    if isinstance(t, torch.Tensor):
+                        written.append((f"the state {key!r} of param_groups[{g}]['params'][{k}]", t))
+        check.no_shared_memory(written, where="ClippedRMSprop.load_state_dict")
 
     def _init_state(self, p: torch.Tensor, group: dict) -> dict:
         state = self.state[p]
-        if "step" not in state:
-            state["step"] = torch.zeros((), dtype=_get_scalar_dtype())
+        if "step" not in state:  # on the parameter's device when capturable, as torch's RMSprop
+            state["step"] = (torch.zeros((), dtype=_get_scalar_dtype(), device=p.device) if group["capturable"]
+                             else torch.zeros((), dtype=_get_scalar_dtype()))
         if "square_avg" not in state:
             state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if group["momentum"] > 0 and "momentum_buffer" not in state:
@@ -160,10 +196,10 @@ class ClippedRMSprop(Optimizer):
             if not params:
                 continue
             clip = group["clip"]
-            ops._rmsprop_step(
+            ops.rmsprop_step_lists_(
                 [params, grads, square_avgs, buffers, grad_avgs], group["lr"], group["alpha"],
                 group["eps"], group["weight_decay"], momentum, centered, group["maximize"],
                 None if clip is None else -clip, clip)
             # torch keeps a per-parameter step counter; RMSprop's update does not read it.
-            ops._increment_steps(steps)
+            _internal.increment_steps(steps)
         return loss

@@ -1,12 +1,16 @@
 """Gradient penalties on a critic, each one call: WGAN-GP, one-sided, R1/R2, DRAGAN, finite-difference.
 
 Each function takes the critic (any callable mapping a batch [B, ...] to scores [B] or [B, 1]) and
-data, and returns the penalty term to add to the critic's loss, already weighted. The gradient-based
+data, and returns the penalty term to add to the critic's loss, already weighted.
+
+Naming: the weight is ``weight`` (λ) everywhere except R1's ``gamma`` (the R1 paper's name, with its
+½); it is required and keyword-only (no default to multiply by λ a second time by mistake);
+``generator`` and ``scaler`` are keyword-only. The gradient-based
 ones differentiate the critic with ``create_graph=True`` (so the penalty's gradient reaches the
 critic's parameters through a double backward, exactly as the canonical snippets do) and finish with
 the fused :func:`pygan.ops.grad_penalty`; :func:`fd_penalty` needs no double backward.
 
-The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017; MISSION.md §3)::
+The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017)::
 
     alpha = torch.rand(B, 1, 1, 1, device=real.device)            # one weight per sample
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -22,7 +26,6 @@ scale reaches the parameter gradients, where the scaler's ``step`` sees it and s
 
 from __future__ import annotations
 
-import numbers
 import warnings
 import weakref
 from collections.abc import Callable
@@ -31,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pygan import ops
+from pygan import _internal, ops
+from pygan import _validate as check
 
 __all__ = ["gradient_penalty", "r1_penalty", "dragan_penalty", "fd_penalty", "LazyRegularizer"]
 
@@ -55,12 +59,24 @@ def _warn_if_batchnorm(critic: Callable) -> None:
 
 
 def _check_number(value, name: str, fn: str, minimum: float | None = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")) or (minimum is not None and value < minimum):
-        raise ValueError(f"{fn}: {name} must be a finite number >= {minimum}, got {value}")
-    return value
+    return check.number(value, name, fn, low=minimum)
+
+
+def _required(value, name: str, fn: str, advice: str) -> float:
+    """A penalty weight the caller must give (a default would hide a 10x mistake, docs/penalties.md)."""
+    if value is None:
+        raise TypeError(f"{fn}: {name} is required (keyword-only); {advice}")
+    return check.number(value, name, fn, low=0)
+
+
+_GP_ADVICE = ("pass weight=10.0 for the paper's λ = 10 (0.1 in the authors' toy code), or weight=1.0 when you "
+              "multiply the result by λ yourself, as in `lambda_gp * gradient_penalty(...)`")
+
+
+def _check_scaler(scaler, fn: str):
+    if scaler is not None and not all(callable(getattr(scaler, m, None)) for m in ("is_enabled", "scale", "get_scale")):
+        raise TypeError(f"{fn}: scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+    return scaler
 
 
 def _check_batch(x, name: str, fn: str) -> torch.Tensor:
@@ -75,8 +91,7 @@ def _check_batch(x, name: str, fn: str) -> torch.Tensor:
 
 def _critic_scores(critic: Callable, x: torch.Tensor, fn: str) -> torch.Tensor:
     """critic(x) checked to be one score per sample, returned flattened to [B]."""
-    if not callable(critic):
-        raise TypeError(f"{fn}: critic must be callable (an nn.Module or a function), got {type(critic).__name__}")
+    check.callable_(critic, "critic", fn, "callable (an nn.Module or a function)")
     _warn_if_batchnorm(critic)
     out = critic(x)
     if not isinstance(out, torch.Tensor):
@@ -108,9 +123,9 @@ def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> tor
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     weight: float = 10.0, center: float = 1.0, one_sided: bool = False,
-                     alpha: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-                     scaler: Any = None) -> torch.Tensor:
+                     *args, weight: float | None = None, center: float = 1.0, one_sided: bool = False,
+                     alpha: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                     scaler: Any = None, check_alpha: bool = True) -> torch.Tensor:
     """The WGAN-GP penalty: ``weight * E_i[(||∇D(x̂_i)|| - center)^2]``, x̂ = α·real + (1-α)·fake.
 
     α is drawn U[0, 1) per sample; the norm is per sample over all non-batch dims. real and fake are
@@ -122,12 +137,21 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
         critic: maps [B, ...] to scores [B] or [B, 1]. BatchNorm inside gives a warning (it couples
             the samples, so the penalty is no longer per sample).
         real, fake: batches of equal shape [B, ...], dtype and device.
-        weight: λ (10 in the paper; the authors' toy code uses 0.1).
+        weight: λ, **required and keyword-only** (10 in the paper; the authors' toy code uses 0.1;
+            1.0 when you multiply the result by λ yourself). A number, NumPy scalar or one-element
+            tensor (read once). There is no default: a default of 10 made ``lambda_gp *
+            gradient_penalty(D, real, fake)`` silently 10x too large (docs/penalties.md).
         center: the target norm (1 for WGAN-GP; 0 gives a zero-centred penalty ||∇D||^2).
         one_sided: penalise only norms above center: ``weight * E[max(0, ||∇D|| - center)^2]``.
-        alpha: None (draw), or the per-sample weights, shape [B] (or [B, 1, ..., 1]), in [0, 1].
+        alpha: None (draw), or one weight per sample in [0, 1]: a tensor or NumPy array of shape [B],
+            [B, 1, ..., 1], or such a one broadcast to real's shape (``alpha.expand_as(real)``).
         generator: the torch.Generator alpha is drawn from, for reproducible runs.
         scaler: a ``torch.amp.GradScaler`` when training with mixed precision (module docstring).
+        check_alpha: check a given alpha's values lie in [0, 1] (False skips the host sync, for an
+            alpha drawn from torch.rand).
+
+    weight, center, one_sided and alpha are keyword-only; passing them by position (the former
+    signature) still works for one release, with a DeprecationWarning.
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
@@ -137,16 +161,23 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
             per sample or does not depend on its input.
     """
     fn = "gradient_penalty"
+    if args:
+        weight, center, one_sided, alpha = check.deprecated_positional(
+            args, {"weight": None, "center": 1.0, "one_sided": False, "alpha": None}, fn,
+            {"weight": weight, "center": center, "one_sided": one_sided, "alpha": alpha}).values()
+    weight = _required(weight, "weight", fn, _GP_ADVICE)
     _check_batch(real, "real", fn)
     _check_batch(fake, "fake", fn)
-    weight = _check_number(weight, "weight", fn)
     center = _check_number(center, "center", fn)
-    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator).requires_grad_(True)
+    check.generator(generator, "generator", fn)
+    _check_scaler(scaler, fn)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator,
+                            check_alpha=check_alpha).requires_grad_(True)
     grads = _input_grads(critic, x_hat, fn, scaler)
     return weight * ops.grad_penalty(grads, center=center, one_sided=one_sided)
 
 
-def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float = 10.0, *,
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float | None = None, *,
                scaler: Any = None) -> torch.Tensor:
     """The zero-centred R1 penalty ``gamma / 2 * E_i ||∇D(real_i)||^2`` (Mescheder et al. 2018).
 
@@ -156,23 +187,26 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     Args:
         critic: maps [B, ...] to scores [B] or [B, 1].
         real: the batch the gradient is taken at, [B, ...] (detached first).
-        gamma: the weight γ >= 0.
+        gamma: the weight γ >= 0, required (the R1 paper's name for it, kept rather than ``weight``;
+            e.g. 10): a number, NumPy scalar or one-element tensor.
         scaler: a ``torch.amp.GradScaler`` under mixed precision (module docstring).
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
     """
     fn = "r1_penalty"
+    gamma = _required(gamma, "gamma", fn, "pass gamma=γ, e.g. gamma=10.0 (the result is γ/2·E||∇D||², the ½ "
+                      "included), or gamma=2.0 when you multiply a plain E||∇D||² by your own weight")
     _check_batch(real, "real", fn)
-    gamma = _check_number(gamma, "gamma", fn)
+    _check_scaler(scaler, fn)
     x = real.detach().requires_grad_(True)
     grads = _input_grads(critic, x, fn, scaler)
     return (gamma / 2) * ops.grad_penalty(grads, center=0.0)
 
 
-def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, weight: float = 10.0, *,
-                   scale: float = 0.5, center: float = 1.0, generator: torch.Generator | None = None,
-                   scaler: Any = None) -> torch.Tensor:
+def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, *args,
+                   weight: float | None = None, scale: float = 0.5, center: float = 1.0,
+                   generator: torch.Generator | None = None, scaler: Any = None) -> torch.Tensor:
     """The DRAGAN penalty (Kodali et al. 2017): the gradient penalty around the real data.
 
     As in the authors' code: perturbed = real + scale · std(real) · U[0, 1) noise (std over the whole
@@ -181,7 +215,8 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
     Args:
         critic: maps [B, ...] to scores [B] or [B, 1].
         real: [B, ...] real samples.
-        weight: λ (10 in the paper).
+        weight: λ, required and keyword-only (10 in the paper), as in :func:`gradient_penalty`
+            (by position: deprecated, a DeprecationWarning, for one release).
         scale: the perturbation's size relative to the data's standard deviation (0.5 in the paper).
         center: the target norm (1).
         generator: the torch.Generator for the noise and α.
@@ -191,19 +226,25 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
         A 0-d tensor, differentiable with respect to the critic's parameters.
     """
     fn = "dragan_penalty"
+    if args:
+        weight = check.deprecated_positional(args, {"weight": None}, fn, {"weight": weight})["weight"]
+    weight = _required(weight, "weight", fn, _GP_ADVICE.replace("gradient_penalty", "dragan_penalty"))
     _check_batch(real, "real", fn)
     scale = _check_number(scale, "scale", fn)
+    check.generator(generator, "generator", fn)
     real = real.detach()
-    noise = ops._rand(real.shape, real.device, real.dtype, generator)
+    noise = _internal.uniform(real.shape, real.device, real.dtype, generator)
     std = real.std() if real.numel() > 1 else real.new_zeros(())
     perturbed = real + scale * std * noise
-    return gradient_penalty(critic, real, perturbed, weight, center, generator=generator, scaler=scaler)
+    return gradient_penalty(critic, real, perturbed, weight=weight, center=center, generator=generator,
+                            scaler=scaler)
 
 
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-               weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, _check_alpha: bool = True) -> torch.Tensor:
-    """The finite-difference penalty (MISSION.md §3): a Lipschitz penalty with no double backward.
+               *args, weight: float | None = None, one_sided: bool = False, alpha: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, check_alpha: bool = True,
+               _check_alpha: bool | None = None) -> torch.Tensor:
+    """The finite-difference penalty: a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
     between two independent samples of the interpolate distribution is pushed towards 1, the
@@ -215,21 +256,28 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     Args:
         critic: maps [B, ...] to scores [B] or [B, 1].
         real, fake: batches of equal shape [B, ...] with B >= 2.
-        weight: λ.
+        weight: λ, required and keyword-only, as in :func:`gradient_penalty` (by position:
+            deprecated, a DeprecationWarning, for one release).
         one_sided: penalise only slopes above 1: ``max(0, slope - 1)^2``.
-        alpha: None (draw) or per-sample weights [B] in [0, 1].
+        alpha: None (draw) or per-sample weights in [0, 1], as in :func:`gradient_penalty`.
         generator: the torch.Generator alpha is drawn from.
+        check_alpha: check a given alpha's values (False skips the host sync).
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
     """
     fn = "fd_penalty"
+    if args:
+        weight = check.deprecated_positional(args, {"weight": None}, fn, {"weight": weight})["weight"]
+    if _check_alpha is not None:  # its former private spelling, for callers not yet updated
+        check_alpha = _check_alpha
+    weight = _required(weight, "weight", fn, _GP_ADVICE.replace("gradient_penalty", "fd_penalty"))
     _check_batch(real, "real", fn)
     _check_batch(fake, "fake", fn)
-    weight = _check_number(weight, "weight", fn)
     if real.shape[0] < 2:
         raise ValueError(f"{fn}: a batch of at least 2 samples is needed to form pairs, got {real.shape[0]}")
-    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, _check_alpha=_check_alpha)
+    check.generator(generator, "generator", fn)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, check_alpha=check_alpha)
     scores = _critic_scores(critic, x_hat, fn)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not require grad (computed under "
@@ -291,7 +339,23 @@ class LazyRegularizer:
         return {"calls": self.calls, "every": self.every}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the call count saved by :meth:`state_dict`.
+
+        Args:
+            state: ``{"calls": int >= 0, "every": int}`` ("every" optional; it must match this one's).
+
+        Raises:
+            TypeError / ValueError: state not a dict, "calls" missing or not an int >= 0, or saved with
+            another ``every``; nothing is changed.
+        """
+        where = "LazyRegularizer.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{where}: state must be a dict from state_dict(), got {type(state).__name__}")
+        if "calls" not in state:
+            raise ValueError(f"{where}: state must have the key 'calls' (an int >= 0, as state_dict() "
+                             f"writes), got the keys {sorted(map(str, state))}")
+        calls = check.integer(state["calls"], "state['calls']", where, low=0)
         if state.get("every", self.every) != self.every:
             raise ValueError(f"LazyRegularizer: the state was saved with every={state['every']}, "
                              f"this regulariser has every={self.every}")
-        self.calls = int(state["calls"])
+        self.calls = calls

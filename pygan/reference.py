@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from pygan._internal import accumulation_dtype
+
 __all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty", "emd", "wasserstein_1d"]
 
 _REDUCED = (torch.float16, torch.bfloat16)
@@ -110,11 +112,6 @@ def rmsprop_step_(
                 original.copy_(updated)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    # What the kernels accumulate in (csrc/penalty.h): float32 for 16-bit floats, float64 otherwise.
-    return torch.float32 if dtype in _REDUCED else torch.float64
-
-
 def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """``alpha[i] * real[i] + (1 - alpha[i]) * fake[i]`` for every sample i along dim 0.
 
@@ -150,7 +147,7 @@ def grad_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction:
     Returns:
         The penalty in grads' dtype.
     """
-    g = grads.to(_acc_dtype(grads.dtype))
+    g = grads.to(accumulation_dtype(grads.dtype))
     dims = tuple(range(1, g.dim()))
     if center == 0:
         p = (g * g).sum(dims) if dims else g * g

@@ -209,7 +209,7 @@ def test_param_groups_and_missing_grads():
     (dict(clip=0.0), ValueError, "clip"),
     (dict(clip=-0.01), ValueError, "clip"),
     (dict(clip="0.01"), TypeError, "clip"),
-    (dict(foreach=True), TypeError, "foreach"),
+    (dict(foreach="yes"), TypeError, "foreach"),  # True/False/None are accepted, as in torch
     (dict(differentiable=True), TypeError, "differentiable"),
 ])
 def test_bad_options(kwargs, error, match):

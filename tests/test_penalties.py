@@ -60,7 +60,7 @@ def test_gradient_penalty_matches_canonical_code(backend, dtype, kind, center, o
         critic, net = mlp_critic(out_shape=kind.split("-")[1], dtype=dtype)
         real, fake = torch.randn(16, 2, dtype=dtype), torch.randn(16, 2, dtype=dtype) * 2
     alpha = torch.rand(real.shape[0], dtype=dtype)
-    ours = pygan.gradient_penalty(critic, real, fake, 10.0, center, one_sided, alpha=alpha)
+    ours = pygan.gradient_penalty(critic, real, fake, weight=10.0, center=center, one_sided=one_sided, alpha=alpha)
     theirs = canonical_gp(critic, real, fake, alpha, 10.0, center, one_sided)
     torch.testing.assert_close(ours, theirs, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
     assert_grads_close(param_grads(net, ours), param_grads(net, theirs), dtype)
@@ -76,7 +76,7 @@ def test_gradient_penalty_full_critic_step_matches(backend):
     for _ in range(3):
         real, fake, alpha = torch.randn(32, 2), torch.randn(32, 2) + 1, torch.rand(32)
         for critic, opt, gp in ((critic_a, opts[0], canonical_gp),
-                                (critic_b, opts[1], lambda *a: pygan.gradient_penalty(*a[:3], alpha=a[3]))):
+                                (critic_b, opts[1], lambda *a: pygan.gradient_penalty(*a[:3], weight=10.0, alpha=a[3]))):
             opt.zero_grad()
             loss = critic(fake).mean() - critic(real).mean() + gp(critic, real, fake, alpha)
             loss.backward()
@@ -88,8 +88,8 @@ def test_gradient_penalty_full_critic_step_matches(backend):
 def test_gradient_penalty_draws_from_the_generator(backend):
     critic, _ = mlp_critic()
     real, fake = torch.randn(8, 2), torch.randn(8, 2)
-    a = pygan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
-    b = pygan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+    a = pygan.gradient_penalty(critic, real, fake, weight=10.0, generator=torch.Generator().manual_seed(3))
+    b = pygan.gradient_penalty(critic, real, fake, weight=10.0, generator=torch.Generator().manual_seed(3))
     alpha = torch.rand(8, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
     torch.testing.assert_close(a, canonical_gp(critic, real, fake, alpha))
@@ -105,7 +105,7 @@ def test_gradient_penalty_of_a_unit_linear_critic_is_zero(backend):
         return x.flatten(1) @ v
 
     real, fake = torch.randn(9, 3, 4, 4, dtype=torch.float64), torch.randn(9, 3, 4, 4, dtype=torch.float64)
-    assert pygan.gradient_penalty(critic, real, fake).item() < 1e-20
+    assert pygan.gradient_penalty(critic, real, fake, weight=10.0).item() < 1e-20
     grads = v.expand(9, -1)
     assert (10 * (grads.norm() - 1) ** 2).item() == pytest.approx(10 * (3 - 1) ** 2)
 
@@ -125,7 +125,7 @@ def test_r1_and_r2_match_canonical_code(backend):
 def test_dragan_matches_the_authors_recipe(backend):
     critic, net = mlp_critic()
     real = torch.randn(16, 2)
-    ours = pygan.dragan_penalty(critic, real, 10.0, generator=torch.Generator().manual_seed(5))
+    ours = pygan.dragan_penalty(critic, real, weight=10.0, generator=torch.Generator().manual_seed(5))
     gen = torch.Generator().manual_seed(5)
     perturbed = real + 0.5 * real.std() * torch.rand(real.shape, generator=gen)
     alpha = torch.rand(16, generator=gen)
@@ -146,16 +146,16 @@ def test_fd_penalty_closed_form_and_gradients(backend):
     torch.testing.assert_close(value, torch.tensor(2.0 * (3.0 - 1.0) ** 2), rtol=1e-5, atol=0)
     (grad,) = torch.autograd.grad(value, scale)
     torch.testing.assert_close(grad, torch.tensor(2.0 * 2 * (3.0 - 1.0)), rtol=1e-5, atol=0)
-    assert pygan.fd_penalty(critic, real, fake, one_sided=True).item() == pytest.approx(10 * 4.0, rel=1e-5)
+    assert pygan.fd_penalty(critic, real, fake, weight=10.0, one_sided=True).item() == pytest.approx(10 * 4.0, rel=1e-5)
     scale.data.fill_(0.5)  # slope below 1: the one-sided penalty ignores it
-    assert pygan.fd_penalty(critic, real, fake, one_sided=True).item() == 0.0
+    assert pygan.fd_penalty(critic, real, fake, weight=10.0, one_sided=True).item() == 0.0
 
 
 def test_fd_penalty_matches_its_definition(backend):
     critic, net = conv_critic()
     real, fake = torch.randn(6, 3, 8, 8), torch.randn(6, 3, 8, 8)
     alpha = torch.rand(6)
-    ours = pygan.fd_penalty(critic, real, fake, 10.0, alpha=alpha)
+    ours = pygan.fd_penalty(critic, real, fake, weight=10.0, alpha=alpha)
     a = alpha.reshape(6, 1, 1, 1)
     x1 = a * real + (1 - a) * fake
     x2 = x1.roll(1, 0)
@@ -168,10 +168,10 @@ def test_fd_penalty_matches_its_definition(backend):
 def test_fd_penalty_skips_pairs_at_distance_zero(backend):
     critic, net = mlp_critic()
     same = torch.ones(4, 2)
-    value = pygan.fd_penalty(critic, same, same)
+    value = pygan.fd_penalty(critic, same, same, weight=10.0)
     assert value.item() == 0.0 and all(torch.isfinite(g).all() for g in param_grads(net, value))
     with pytest.raises(ValueError, match="at least 2"):
-        pygan.fd_penalty(critic, torch.randn(1, 2), torch.randn(1, 2))
+        pygan.fd_penalty(critic, torch.randn(1, 2), torch.randn(1, 2), weight=10.0)
 
 
 def test_lazy_regularizer_schedule_scale_and_resume():
@@ -212,13 +212,13 @@ def test_amp_grad_scaler_recipe(backend):
     # unscaled computation's.
     critic, net = mlp_critic()
     real, fake, alpha = torch.randn(16, 2), torch.randn(16, 2), torch.rand(16)
-    plain = pygan.gradient_penalty(critic, real, fake, alpha=alpha)
+    plain = pygan.gradient_penalty(critic, real, fake, weight=10.0, alpha=alpha)
     plain_grads = param_grads(net, plain)
 
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     opt.zero_grad()
-    scaled = pygan.gradient_penalty(critic, real, fake, alpha=alpha, scaler=scaler)
+    scaled = pygan.gradient_penalty(critic, real, fake, weight=10.0, alpha=alpha, scaler=scaler)
     torch.testing.assert_close(scaled, plain, rtol=1e-5, atol=0)
     scaler.scale(scaled).backward()
     scaler.unscale_(opt)
@@ -227,14 +227,14 @@ def test_amp_grad_scaler_recipe(backend):
 
     # The same recipe under bfloat16 autocast gives a finite penalty close to float32's.
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = pygan.gradient_penalty(critic, real, fake, alpha=alpha, scaler=scaler)
+        mixed = pygan.gradient_penalty(critic, real, fake, weight=10.0, alpha=alpha, scaler=scaler)
     assert torch.isfinite(mixed) and mixed.item() == pytest.approx(plain.item(), rel=0.1, abs=1e-2)
 
 
 def test_batchnorm_critic_warns(backend):
     net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
     with pytest.warns(UserWarning, match="BatchNorm1d"):
-        pygan.gradient_penalty(net, torch.randn(8, 2), torch.randn(8, 2))
+        pygan.gradient_penalty(net, torch.randn(8, 2), torch.randn(8, 2), weight=10.0)
 
 
 @pytest.mark.parametrize("make, error, match", [
@@ -255,7 +255,7 @@ def test_batchnorm_critic_warns(backend):
 def test_bad_input_is_named(backend, make, error, match):
     critic, real, fake = make()
     with pytest.raises(error, match=match):
-        pygan.gradient_penalty(critic, real, fake)
+        pygan.gradient_penalty(critic, real, fake, weight=10.0)
 
 
 def test_bad_numbers_are_named():
@@ -264,8 +264,8 @@ def test_bad_numbers_are_named():
     with pytest.raises(ValueError, match="weight"):
         pygan.gradient_penalty(critic, x, x, weight=-1.0)
     with pytest.raises(ValueError, match="center"):
-        pygan.gradient_penalty(critic, x, x, center=math.nan)
+        pygan.gradient_penalty(critic, x, x, weight=10.0, center=math.nan)
     with pytest.raises(TypeError, match="gamma"):
         pygan.r1_penalty(critic, x, gamma="10")
     with pytest.raises(ValueError, match="alpha"):
-        pygan.gradient_penalty(critic, x, x, alpha=torch.full((4,), 2.0))
+        pygan.gradient_penalty(critic, x, x, weight=10.0, alpha=torch.full((4,), 2.0))

@@ -209,12 +209,12 @@ class Trainer:
             if due and penalty_kind in ("gp", "gp-one-sided"):
                 alpha = self._draw(torch.rand, (), batch, real.dtype)
                 # alpha comes from torch.rand: skip the range check (a host sync per update on a GPU).
-                x_hat = ops.interpolate(real, fake, alpha, _check_alpha=False).requires_grad_(True)
+                x_hat = ops.interpolate(real, fake, alpha, check_alpha=False).requires_grad_(True)
                 (grads,) = torch.autograd.grad(_scores(self.D, x_hat).sum(), x_hat, create_graph=True)
                 penalty = weight * ops.grad_penalty(grads, center=1.0, one_sided=penalty_kind == "gp-one-sided")
             elif due and penalty_kind == "fd":
                 alpha = self._draw(torch.rand, (), batch, real.dtype)
-                penalty = fd_penalty(self.D, real, fake, weight, alpha=alpha, _check_alpha=False)
+                penalty = fd_penalty(self.D, real, fake, weight=weight, alpha=alpha, check_alpha=False)
         objective = critic_objective(self.spec.family, d_real, d_fake)
         loss = objective + penalty
         self.d_opt.zero_grad(set_to_none=True)
