@@ -198,3 +198,18 @@ def test_mixed_devices(backend):
     wanted = expected(ts, -0.3, 0.3)
     ops.clip_(ts, -0.3, 0.3)
     assert_same(ts, wanted)
+
+
+# ---- Meta tensors: the dispatcher would run the meta kernel for the whole list and skip the rest. ----
+
+def test_meta_tensor_among_real_ones_is_refused(backend):
+    cpu = torch.full((4,), 5.0)
+    with pytest.raises(ValueError, match=r"clip_: tensors\[1\] is on the meta device but tensors\[0\] is on cpu"):
+        ops.clip_([cpu, torch.full((4,), 5.0, device="meta")], -1.0, 1.0)
+    assert torch.equal(cpu, torch.full((4,), 5.0))  # before the fix: no error, and left unclipped
+    with pytest.raises(ValueError, match=r"tensors\[0\] is on the meta device"):
+        ops.clip_([torch.empty(3, device="meta"), cpu], -1.0, 1.0)
+
+
+def test_all_meta_list_is_a_shape_only_no_op(backend):
+    ops.clip_([torch.empty(3, device="meta"), torch.empty(2, 2, device="meta")], -1.0, 1.0)

@@ -322,3 +322,97 @@ def test_step_counters_advance_like_torch(backend, default_dtype):
             assert float(a.state[p]["step"]) == float(b.state[q]["step"]) == 3
     finally:
         torch.set_default_dtype(old)
+
+
+# ---- Meta tensors and shared memory: refused before anything changes (they went silently wrong). ----
+
+def _op_args(**changes):
+    args = dict(params=[torch.randn(3)], grads=[torch.randn(3)], square_avgs=[torch.rand(3)],
+                momentum_buffers=[], grad_avgs=[], lr=1e-2)
+    args.update(changes)
+    return args
+
+
+@pytest.mark.parametrize("where", ["grads", "square_avgs"])
+def test_op_meta_tensor_is_refused(backend, where):
+    args = _op_args()
+    args[where] = [torch.randn(3, device="meta")]
+    before = args["params"][0].clone()
+    with pytest.raises(ValueError, match=rf"rmsprop_step_: {where}\[0\] is on the meta device but params\[0\] is on cpu"):
+        ops.rmsprop_step_(**args)
+    assert torch.equal(args["params"][0], before)
+
+
+def test_op_state_sharing_memory_with_a_parameter_is_refused(backend):
+    p = torch.randn(6)
+    for sq, label in ((p, r"square_avgs\[0\]"), (p.view(2, 3).view(6), r"square_avgs\[0\]")):
+        before = p.clone()
+        with pytest.raises(ValueError, match=rf"{label} shares memory with params\[0\]|params\[0\] shares memory with {label}"):
+            ops.rmsprop_step_([p], [torch.randn(6)], [sq], lr=1e-2)
+        assert torch.equal(p, before)
+    q = torch.randn(6)
+    with pytest.raises(ValueError, match="shares memory"):  # a buffer that is another parameter
+        ops.rmsprop_step_([p, q], [torch.randn(6), torch.randn(6)], [torch.zeros(6), torch.zeros(6)],
+                          [q, torch.zeros(6)], lr=1e-2, momentum=0.9)
+    with pytest.raises(ValueError, match="shares memory"):  # a gradient that is the parameter
+        ops.rmsprop_step_([p], [p], [torch.zeros(6)], lr=1e-2)
+
+
+def test_op_disjoint_views_of_one_buffer_are_fine(backend):
+    # Parameters, gradients and state packed in one flat buffer (as some fused optimizers keep them).
+    flat = torch.rand(4 * 5)
+    p, g, sq, _ = flat.split(5)
+    wanted = [t.clone() for t in (p, g, sq)]
+    reference.rmsprop_step_([wanted[0]], [wanted[1]], [wanted[2]], [], [], 1e-2, 0.99, 1e-8, 0.0, 0.0,
+                            False, False, None, None)
+    ops.rmsprop_step_([p], [g], [sq], lr=1e-2)
+    torch.testing.assert_close(p, wanted[0])
+    torch.testing.assert_close(sq, wanted[2])
+
+
+def test_loaded_state_sharing_memory_with_a_parameter_is_refused():
+    model = critic()
+    set_grads(model, 0)
+    opt = ClippedRMSprop(model.parameters())
+    opt.step()
+    sd = opt.state_dict()
+    first = next(model.parameters())
+    sd["state"][0]["square_avg"] = first.detach()  # the same memory as the parameter
+    with pytest.raises(ValueError, match=r"the state 'square_avg' of param_groups\[0\]\['params'\]\[0\] "
+                                         r"shares memory with param_groups\[0\]\['params'\]\[0\]"):
+        ClippedRMSprop(model.parameters()).load_state_dict(sd)
+
+
+# ---- torch.optim.RMSprop's options, for drop-in use. ----
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_torch_options_accepted(backend, foreach):
+    ours, theirs = critic(), critic()
+    kwargs = dict(lr=1e-2, maximize=True, foreach=foreach, capturable=False, differentiable=False)
+    opt_ours = ClippedRMSprop(ours.parameters(), clip=None, **kwargs)
+    opt_theirs = torch.optim.RMSprop(theirs.parameters(), **kwargs)
+    for step in range(3):
+        set_grads(ours, step), set_grads(theirs, step)
+        opt_ours.step(), opt_theirs.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    group = opt_ours.state_dict()["param_groups"][0]
+    assert group["foreach"] is foreach and group["maximize"] is True and group["capturable"] is False
+    # state dicts keep moving both ways with every torch key present
+    opt_theirs.load_state_dict(copy.deepcopy(opt_ours.state_dict()))
+    ClippedRMSprop(ours.parameters()).load_state_dict(copy.deepcopy(opt_theirs.state_dict()))
+
+
+def test_capturable_keeps_step_counters_on_the_parameters_device():
+    model = critic()
+    set_grads(model, 0)
+    opt = ClippedRMSprop(model.parameters(), capturable=True)
+    opt.step()
+    for p in model.parameters():
+        assert opt.state[p]["step"].device == p.device and float(opt.state[p]["step"]) == 1
+
+
+def test_lr_default_is_the_wgan_papers_and_documented():
+    opt = ClippedRMSprop(critic().parameters())
+    assert opt.defaults["lr"] == 5e-5
+    assert "not torch's RMSprop" in ClippedRMSprop.__doc__ and "1e-2" in ClippedRMSprop.__doc__

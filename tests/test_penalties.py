@@ -269,3 +269,140 @@ def test_bad_numbers_are_named():
         pygan.r1_penalty(critic, x, gamma="10")
     with pytest.raises(ValueError, match="alpha"):
         pygan.gradient_penalty(critic, x, x, weight=10.0, alpha=torch.full((4,), 2.0))
+
+
+# ---- Drop-in swaps: no silent 10x, the authors' α, NumPy and tensor weights, clear errors. ----
+
+@pytest.mark.parametrize("call, match", [
+    (lambda c, x: pygan.gradient_penalty(c, x, x), r"gradient_penalty: weight is required .*weight=1\.0"),
+    (lambda c, x: pygan.dragan_penalty(c, x), r"dragan_penalty: weight is required .*weight=1\.0"),
+    (lambda c, x: pygan.fd_penalty(c, x, x), r"fd_penalty: weight is required .*weight=1\.0"),
+    (lambda c, x: pygan.r1_penalty(c, x), r"r1_penalty: gamma is required .*gamma=10\.0"),
+])
+def test_the_weight_must_be_given(call, match):
+    # Before: a default of 10 made `lambda_gp * gradient_penalty(D, real, fake)` silently 10x too large.
+    critic, _ = mlp_critic()
+    with pytest.raises(TypeError, match=match):
+        call(critic, torch.randn(4, 2))
+
+
+def test_drop_in_swap_where_the_script_applies_lambda(backend):
+    critic, net = mlp_critic()
+    real, fake, alpha = torch.randn(16, 2), torch.randn(16, 2), torch.rand(16)
+    lambda_gp = 10.0
+    ours = lambda_gp * pygan.gradient_penalty(critic, real, fake, weight=1.0, alpha=alpha)
+    theirs = canonical_gp(critic, real, fake, alpha, weight=lambda_gp)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=0)
+
+
+def test_old_positional_arguments_warn_and_still_work(backend):
+    critic, _ = mlp_critic()
+    real, fake, alpha = torch.randn(8, 2), torch.randn(8, 2), torch.rand(8)
+    want = pygan.gradient_penalty(critic, real, fake, weight=10.0, center=0.5, one_sided=True, alpha=alpha)
+    with pytest.warns(DeprecationWarning, match=r"gradient_penalty: passing weight, center, one_sided, alpha "
+                                                r"by position is deprecated"):
+        got = pygan.gradient_penalty(critic, real, fake, 10.0, 0.5, True, alpha)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="fd_penalty: passing weight by position"):
+        got = pygan.fd_penalty(critic, real, fake, 10.0, alpha=alpha)
+    torch.testing.assert_close(got, pygan.fd_penalty(critic, real, fake, weight=10.0, alpha=alpha), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="dragan_penalty: passing weight by position"):
+        got = pygan.dragan_penalty(critic, real, 10.0, generator=torch.Generator().manual_seed(1))
+    want = pygan.dragan_penalty(critic, real, weight=10.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="both by position and by keyword"):
+        pygan.gradient_penalty(critic, real, fake, 10.0, weight=1.0)
+    with pytest.raises(TypeError, match="at most 4"):
+        pygan.gradient_penalty(critic, real, fake, 10.0, 1.0, False, alpha, "extra")
+
+
+def test_interpolate_positional_generator_warns():
+    real, fake = torch.randn(5, 3), torch.randn(5, 3)
+    want = pygan.ops.interpolate(real, fake, generator=torch.Generator().manual_seed(2))
+    with pytest.warns(DeprecationWarning, match="interpolate: passing generator by position"):
+        got = pygan.ops.interpolate(real, fake, None, torch.Generator().manual_seed(2))
+    assert torch.equal(got, want)
+
+
+def _numpy():
+    return pytest.importorskip("numpy")
+
+
+@pytest.mark.parametrize("make_weight", [
+    lambda: torch.tensor(10.0), lambda: torch.tensor([10.0], dtype=torch.float64),
+    lambda: _numpy().float32(10.0), lambda: _numpy().float64(10.0), lambda: _numpy().array(10.0), lambda: 10,
+])
+def test_tensor_and_numpy_weights(backend, make_weight):
+    critic, _ = mlp_critic()
+    real, fake, alpha = torch.randn(8, 2), torch.randn(8, 2), torch.rand(8)
+    want = pygan.gradient_penalty(critic, real, fake, weight=10.0, alpha=alpha)
+    got = pygan.gradient_penalty(critic, real, fake, weight=make_weight(), alpha=alpha)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(pygan.r1_penalty(critic, real, gamma=make_weight()),
+                               pygan.r1_penalty(critic, real, gamma=10.0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("weight, error", [(True, TypeError), (torch.ones(2), TypeError), ("10", TypeError),
+                                           (torch.tensor(-1.0), ValueError), (float("inf"), ValueError)])
+def test_bad_weights(weight, error):
+    critic, _ = mlp_critic()
+    x = torch.randn(4, 2)
+    with pytest.raises(error, match="gradient_penalty: weight"):
+        pygan.gradient_penalty(critic, x, x, weight=weight)
+
+
+@pytest.mark.parametrize("make_alpha", [
+    lambda a, real: a.reshape(-1, 1, 1, 1).expand_as(real),                 # the authors' toy script
+    lambda a, real: a.reshape(-1, 1, 1, 1).expand_as(real).contiguous(),    # the same, materialised
+    lambda a, real: a.reshape(-1, 1, 1, 1).expand(-1, 3, 1, 8),             # broadcast over some dims
+    lambda a, real: _numpy().asarray(a.numpy()),                            # NumPy, [B]
+    lambda a, real: _numpy().asarray(a.reshape(-1, 1, 1, 1).expand_as(real).numpy()),  # NumPy, full shape
+])
+def test_per_sample_alpha_after_broadcasting(backend, make_alpha):
+    critic, net = conv_critic()
+    real, fake, alpha = torch.randn(5, 3, 8, 8), torch.randn(5, 3, 8, 8), torch.rand(5)
+    want = canonical_gp(critic, real, fake, alpha)
+    got = pygan.gradient_penalty(critic, real, fake, weight=10.0, alpha=make_alpha(alpha, real))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_alpha_that_differs_within_a_sample_is_still_refused(backend):
+    critic, _ = conv_critic()
+    real = torch.randn(5, 3, 8, 8)
+    with pytest.raises(ValueError, match="alpha has shape .* different values within a sample"):
+        pygan.gradient_penalty(critic, real, real, weight=10.0, alpha=torch.rand(5, 3, 8, 8))
+    with pytest.raises(ValueError, match="alpha has shape"):
+        pygan.gradient_penalty(critic, real, real, weight=10.0, alpha=torch.rand(5, 2, 1, 1))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda c, x: pygan.gradient_penalty(c, x, x, weight=1.0, generator=5),
+     "gradient_penalty: generator must be a torch.Generator or None, got int"),
+    (lambda c, x: pygan.dragan_penalty(c, x, weight=1.0, generator=5), "dragan_penalty: generator must be"),
+    (lambda c, x: pygan.fd_penalty(c, x, x, weight=1.0, generator=5), "fd_penalty: generator must be"),
+    (lambda c, x: pygan.ops.interpolate(x, x, generator=5), "interpolate: generator must be"),
+    (lambda c, x: pygan.gradient_penalty(c, x, x, weight=1.0, scaler="x"),
+     "gradient_penalty: scaler must be a torch.amp.GradScaler or None, got str"),
+    (lambda c, x: pygan.r1_penalty(c, x, gamma=1.0, scaler="x"), "r1_penalty: scaler must be"),
+])
+def test_bad_generator_and_scaler_are_named(call, match):
+    # Before: AttributeError from deep inside ('int' object has no attribute 'device' / 'is_enabled').
+    critic, _ = mlp_critic()
+    with pytest.raises(TypeError, match=match):
+        call(critic, torch.randn(4, 2))
+
+
+@pytest.mark.parametrize("state, error, match", [
+    ({"x": 1}, ValueError, r"state must have the key 'calls'.*got the keys \['x'\]"),
+    ({"calls": -1}, ValueError, r"state\['calls'\] must be an int >= 0"),
+    ({"calls": "3"}, TypeError, r"state\['calls'\] must be an int"),
+    ({"calls": 2.0}, TypeError, r"state\['calls'\] must be an int"),
+    ([("calls", 1)], TypeError, "state must be a dict"),
+])
+def test_lazy_regularizer_bad_state(state, error, match):
+    lazy = pygan.LazyRegularizer(lambda: torch.tensor(1.0), every=4)
+    lazy.calls = 3
+    with pytest.raises(error, match="LazyRegularizer.load_state_dict: " + match):
+        lazy.load_state_dict(state)
+    assert lazy.calls == 3
