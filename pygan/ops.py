@@ -14,7 +14,6 @@ Internal API (used by ``pygan.optim``, not public): :func:`rmsprop_step_lists_`.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -30,16 +29,16 @@ def _use_ext() -> bool:
     return _build.load()
 
 
-def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str) -> list[torch.Tensor]:
+def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str, op: str) -> list[torch.Tensor]:
     if isinstance(tensors, torch.Tensor):
         return [tensors]
     if not isinstance(tensors, list):
         if not isinstance(tensors, Iterable):
-            raise TypeError(f"{name} must be a tensor or an iterable of tensors, got {type(tensors).__name__}")
+            raise TypeError(f"{op}: {name} must be a tensor or an iterable of tensors, got {type(tensors).__name__}")
         tensors = list(tensors)
     for i, t in enumerate(tensors):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name}[{i}] is a {type(t).__name__}; expected a torch.Tensor")
+            raise TypeError(f"{op}: {name}[{i}] is a {type(t).__name__}; expected a torch.Tensor")
     return tensors
 
 
@@ -56,7 +55,7 @@ def _name_dispatch_error(err: Exception, lists, names, op: str) -> None:
     tensor: NotImplementedError, before any kernel or C++ check runs) refused the call; returns
     when the error is something else, for the caller to re-raise."""
     for lst, name in zip(lists, names):
-        _as_tensor_list(lst, name)
+        _as_tensor_list(lst, name, op)
     if isinstance(err, NotImplementedError):
         for arg, t in _named(lists, names):
             if t.layout != torch.strided:
@@ -168,7 +167,7 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
     """
     # Fast path for the common call (a list and float bounds): per-element checks happen in C++.
     if type(tensors) is not list:
-        tensors = _as_tensor_list(tensors, "tensors")
+        tensors = _as_tensor_list(tensors, "tensors", "clip_")
     lo = min if type(min) is float else _as_bound(min, "min", "clip_")
     hi = max if type(max) is float else _as_bound(max, "max", "clip_")
     if tensors and _use_ext():
@@ -181,7 +180,7 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
             _name_dispatch_error(err, [tensors], ["tensors"], "clip_")
             raise
     else:
-        _check_clip_args(_as_tensor_list(tensors, "tensors"), lo, hi)
+        _check_clip_args(_as_tensor_list(tensors, "tensors", "clip_"), lo, hi)
         reference.clip_(tensors, lo, hi)
 
 
@@ -227,7 +226,7 @@ def rmsprop_step_(
         writes (e.g. a state that is the parameter itself).
     """
     op = "rmsprop_step_"
-    lists = [_as_tensor_list(x, name) for x, name in zip(
+    lists = [_as_tensor_list(x, name, op) for x, name in zip(
         (params, grads, square_avgs, momentum_buffers, grad_avgs), _RMSPROP_LISTS)]
     numbers = [check.real(v, name, op) for v, name in (
         (lr, "lr"), (alpha, "alpha"), (eps, "eps"), (weight_decay, "weight_decay"), (momentum, "momentum"))]
