@@ -355,3 +355,28 @@ def test_torch_compile():
     p1.backward()
     p2.backward()
     torch.testing.assert_close(g1.grad, g2.grad)
+
+
+def test_interpolate_check_alpha_false_skips_only_the_range_check(backend):
+    real, fake = torch.randn(4, 2), torch.randn(4, 2)
+    alpha = torch.full((4,), 1.5)  # out of range on purpose: not read when check_alpha=False
+    torch.testing.assert_close(ops.interpolate(real, fake, alpha, check_alpha=False),
+                               reference.interpolate(real, fake, alpha))
+    torch.testing.assert_close(ops.interpolate(real, fake, alpha, _check_alpha=False),  # the former spelling
+                               reference.interpolate(real, fake, alpha))
+    with pytest.raises(ValueError, match="alpha has shape"):  # the shape is still checked
+        ops.interpolate(real, fake, torch.rand(3), check_alpha=False)
+
+
+@pytest.mark.parametrize("make_alpha", [
+    lambda a, real: a.reshape(-1, 1, 1).expand_as(real),
+    lambda a, real: a.reshape(-1, 1, 1).expand_as(real).clone(),
+    lambda a, real: pytest.importorskip("numpy").asarray(a.numpy()),
+    lambda a, real: pytest.importorskip("numpy").asarray(a.reshape(-1, 1, 1).numpy()),
+])
+def test_interpolate_per_sample_alpha_forms(backend, make_alpha):
+    real, fake = torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 4, 5, dtype=torch.float64)
+    alpha = torch.rand(3, dtype=torch.float64)
+    # bit-equal to the same op given the [B] alpha: the forms are recognised, not approximated
+    torch.testing.assert_close(ops.interpolate(real, fake, make_alpha(alpha, real)),
+                               ops.interpolate(real, fake, alpha), rtol=0, atol=0)
