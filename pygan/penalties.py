@@ -1,14 +1,14 @@
 """Gradient penalties on a critic, each one call: WGAN-GP, one-sided, R1/R2, DRAGAN, finite-difference.
 
 Each function takes the critic (any callable mapping a batch [B, ...] to scores [B] or [B, 1]) and
-data, and returns the penalty term to add to the critic's loss, already weighted.
-
-Naming: the weight is ``weight`` (λ) everywhere except R1's ``gamma`` (the R1 paper's name, with its
-½); it is required and keyword-only (no default to multiply by λ a second time by mistake);
-``generator`` and ``scaler`` are keyword-only. The gradient-based
+data, and returns the penalty term to add to the critic's loss, already weighted. The gradient-based
 ones differentiate the critic with ``create_graph=True`` (so the penalty's gradient reaches the
 critic's parameters through a double backward, exactly as the canonical snippets do) and finish with
 the fused :func:`pygan.ops.grad_penalty`; :func:`fd_penalty` needs no double backward.
+
+Naming: the weight is ``weight`` (λ) everywhere except R1's ``gamma`` (the R1 paper's name, with its
+½). It has no default (a default of 10 made ``lambda_gp * gradient_penalty(D, real, fake)`` silently
+10x too large) and ``weight`` is keyword-only; ``generator`` and ``scaler`` are keyword-only too.
 
 The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017)::
 
@@ -62,10 +62,10 @@ def _check_number(value, name: str, fn: str, minimum: float | None = 0.0) -> flo
     return check.number(value, name, fn, low=minimum)
 
 
-def _required(value, name: str, fn: str, advice: str) -> float:
+def _required(value, name: str, fn: str, advice: str, keyword_only: bool = True) -> float:
     """A penalty weight the caller must give (a default would hide a 10x mistake, docs/penalties.md)."""
     if value is None:
-        raise TypeError(f"{fn}: {name} is required (keyword-only); {advice}")
+        raise TypeError(f"{fn}: {name} is required{' (keyword-only)' if keyword_only else ''}; {advice}")
     return check.number(value, name, fn, low=0)
 
 
@@ -196,7 +196,8 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     """
     fn = "r1_penalty"
     gamma = _required(gamma, "gamma", fn, "pass gamma=γ, e.g. gamma=10.0 (the result is γ/2·E||∇D||², the ½ "
-                      "included), or gamma=2.0 when you multiply a plain E||∇D||² by your own weight")
+                      "included), or gamma=2.0 when you multiply a plain E||∇D||² by your own weight",
+                      keyword_only=False)
     _check_batch(real, "real", fn)
     _check_scaler(scaler, fn)
     x = real.detach().requires_grad_(True)
