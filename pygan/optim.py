@@ -30,8 +30,8 @@ def _check_clip(clip) -> float | None:
 
 def _check_differentiable(value) -> bool:
     if value:
-        raise TypeError("ClippedRMSprop does not support differentiable=True (the fused step is not "
-                        "differentiable); use torch.optim.RMSprop(differentiable=True) and clamp the weights")
+        raise TypeError("ClippedRMSprop: differentiable must be False (the fused step is not differentiable), "
+                        "got True; use torch.optim.RMSprop(differentiable=True) and clamp the weights yourself")
     return False
 
 
@@ -128,7 +128,8 @@ class ClippedRMSprop(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("differentiable", False)
             if group["differentiable"]:
-                raise ValueError("ClippedRMSprop does not support differentiable=True")
+                raise ValueError("ClippedRMSprop: differentiable must be False in every param group of a loaded "
+                                 "state (the fused step is not differentiable), got True")
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's ``Optimizer.load_state_dict``, then a check that no loaded state tensor shares memory
