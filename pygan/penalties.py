@@ -88,8 +88,26 @@ def _critic_scores(critic: Callable, x: torch.Tensor, fn: str) -> torch.Tensor:
     return out.reshape(batch)
 
 
-def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> torch.Tensor:
-    """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)."""
+def critic_scores(critic: Callable, x: torch.Tensor, caller: str = "critic") -> torch.Tensor:
+    """``critic(x)`` checked to be one score per sample, flattened to [B] (shared with ``pygan.train``).
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1].
+        x: the batch [B, ...].
+        caller: the name error messages start with.
+
+    Returns:
+        The scores, shape [B].
+
+    Raises:
+        TypeError / ValueError: the critic is not callable, or does not return one score per sample.
+    """
+    return _critic_scores(critic, x, caller)
+
+
+def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None, with_scores: bool = False):
+    """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)
+    (and the scores themselves when ``with_scores``)."""
     scores = _critic_scores(critic, x, fn)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not depend on its input (it does not require "
@@ -104,13 +122,13 @@ def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> tor
                          "respect to the input is undefined")
     if scaled:
         grads = grads * (1.0 / scaler.get_scale())
-    return grads
+    return (grads, scores) if with_scores else grads
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                      weight: float = 10.0, center: float = 1.0, one_sided: bool = False,
                      alpha: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-                     scaler: Any = None) -> torch.Tensor:
+                     scaler: Any = None, check_alpha: bool = True) -> torch.Tensor:
     """The WGAN-GP penalty: ``weight * E_i[(||∇D(x̂_i)|| - center)^2]``, x̂ = α·real + (1-α)·fake.
 
     α is drawn U[0, 1) per sample; the norm is per sample over all non-batch dims. real and fake are
@@ -128,6 +146,8 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
         alpha: None (draw), or the per-sample weights, shape [B] (or [B, 1, ..., 1]), in [0, 1].
         generator: the torch.Generator alpha is drawn from, for reproducible runs.
         scaler: a ``torch.amp.GradScaler`` when training with mixed precision (module docstring).
+        check_alpha: check that a given alpha lies in [0, 1] (a host sync on a GPU); False is for
+            callers that drew alpha from ``torch.rand`` themselves.
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
@@ -141,13 +161,14 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     _check_batch(fake, "fake", fn)
     weight = _check_number(weight, "weight", fn)
     center = _check_number(center, "center", fn)
-    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator).requires_grad_(True)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator,
+                            _check_alpha=check_alpha).requires_grad_(True)
     grads = _input_grads(critic, x_hat, fn, scaler)
     return weight * ops.grad_penalty(grads, center=center, one_sided=one_sided)
 
 
 def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float = 10.0, *,
-               scaler: Any = None) -> torch.Tensor:
+               scaler: Any = None, return_scores: bool = False):
     """The zero-centred R1 penalty ``gamma / 2 * E_i ||∇D(real_i)||^2`` (Mescheder et al. 2018).
 
     The factor is **gamma / 2** (the paper's and StyleGAN's convention; some code uses gamma without
@@ -158,16 +179,20 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         real: the batch the gradient is taken at, [B, ...] (detached first).
         gamma: the weight γ >= 0.
         scaler: a ``torch.amp.GradScaler`` under mixed precision (module docstring).
+        return_scores: also return the critic's scores of ``real`` [B], from the same forward, so
+            a caller can reuse them in its loss (one forward instead of two; the trainer does).
 
     Returns:
-        A 0-d tensor, differentiable with respect to the critic's parameters.
+        A 0-d tensor, differentiable with respect to the critic's parameters; with
+        ``return_scores``, the pair (penalty, scores).
     """
     fn = "r1_penalty"
     _check_batch(real, "real", fn)
     gamma = _check_number(gamma, "gamma", fn)
     x = real.detach().requires_grad_(True)
-    grads = _input_grads(critic, x, fn, scaler)
-    return (gamma / 2) * ops.grad_penalty(grads, center=0.0)
+    grads, scores = _input_grads(critic, x, fn, scaler, with_scores=True)
+    penalty = (gamma / 2) * ops.grad_penalty(grads, center=0.0)
+    return (penalty, scores) if return_scores else penalty
 
 
 def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, weight: float = 10.0, *,
@@ -202,7 +227,7 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
 
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, _check_alpha: bool = True) -> torch.Tensor:
+               generator: torch.Generator | None = None, check_alpha: bool = True) -> torch.Tensor:
     """The finite-difference penalty (MISSION.md §3): a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
@@ -219,6 +244,7 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         one_sided: penalise only slopes above 1: ``max(0, slope - 1)^2``.
         alpha: None (draw) or per-sample weights [B] in [0, 1].
         generator: the torch.Generator alpha is drawn from.
+        check_alpha: as in :func:`gradient_penalty`.
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
@@ -229,7 +255,7 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     weight = _check_number(weight, "weight", fn)
     if real.shape[0] < 2:
         raise ValueError(f"{fn}: a batch of at least 2 samples is needed to form pairs, got {real.shape[0]}")
-    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, _check_alpha=_check_alpha)
+    x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, _check_alpha=check_alpha)
     scores = _critic_scores(critic, x_hat, fn)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not require grad (computed under "
