@@ -1,7 +1,7 @@
 """The training loop: :class:`Trainer` takes any generator, critic, optimisers and data iterator.
 
 One :meth:`Trainer.train_step` is one generator update preceded by ``n_critic`` critic updates
-(MISSION.md §2–3). Every ``eval_every`` steps :meth:`Trainer.evaluate` computes the **exact** W1
+(WGAN, Arjovsky et al. 2017, Algorithm 1). Every ``eval_every`` steps :meth:`Trainer.evaluate` computes the **exact** W1
 (``pygan.ot.emd2_points``) between N generated samples and N held-out real ones, and the critic's own
 estimate −L_D; the numbers are appended to ``OUT/metrics.jsonl``. Checkpoints are written atomically
 (temporary file, fsync, rename) every ``ckpt_every`` steps, at the end, on Ctrl-C, and never after a
@@ -17,7 +17,6 @@ averaged with one flattened all-reduce (``pygan.train.distributed``).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import sys
@@ -25,22 +24,19 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from pygan import ops, ot
-from pygan._atomic import atomic_write
-from pygan.penalties import fd_penalty
+from pygan import ot
+from pygan.penalties import critic_scores, fd_penalty, gradient_penalty, r1_penalty
 from pygan.train import distributed as dist_utils
+from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, append_record, atomic_save, read_checkpoint, \
+    truncate_metrics
 from pygan.train.losses import critic_objective, generator_objective, spec
+from pygan.train.progress import Progress
 
 __all__ = ["Trainer", "TrainingDiverged", "CHECKPOINT", "METRICS"]
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-_FORMAT = 1
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,22 +44,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def _scores(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = critic(x)
-    if out.numel() != x.shape[0]:
-        raise ValueError(f"the critic returned shape {list(out.shape)} for a batch of {x.shape[0]}; "
-                         "expected one score per sample ([B] or [B, 1])")
-    return out.reshape(x.shape[0])
-
-
-def read_checkpoint(path: str | Path) -> Any:
-    """torch.load with ``weights_only=True`` (loading never runs code from the file), on the CPU:
-    RNG states must stay CPU ByteTensors; ``load_state_dict`` moves the rest to the models' device."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, fsync, then rename over it (``pygan._atomic``)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    return critic_scores(critic, x, "the trainer")
 
 
 class Trainer:
@@ -132,7 +113,6 @@ class Trainer:
         first = next(self.G.parameters())
         self.device, self.dtype = first.device, first.dtype  # noise is drawn in the generator's dtype
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
-        self._seed = seed
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         g_eval = torch.Generator().manual_seed(seed + 7_919)
         n_eval = eval_data.shape[0] if eval_data is not None else 0
@@ -144,6 +124,13 @@ class Trainer:
         self.history: list[dict] = []
         self._sums = self._zero_sums()
         self._stop = False
+        self._fit_steps = 0         # the steps of the current fit(): the horizon of the schedules
+        self._t_start: float | None = None  # when the current fit() began (the records' "elapsed")
+        self._batch = 0             # the last real batch's size: the generator update draws as many
+        self._last_ckpt: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
+        self._warned_plots = False
+        # sample() draws from a generator of its own: sampling must not change the training draws.
+        self._sample_gen = torch.Generator(device=self.device).manual_seed(seed + 104_729)
         dist_utils.broadcast_parameters(self.G)
         dist_utils.broadcast_parameters(self.D)
         if self.G_ema is not None:
@@ -163,7 +150,7 @@ class Trainer:
         """The instance-noise σ at the current step (linear decay from σ0 to 0)."""
         if self.instance_noise == 0:
             return 0.0
-        horizon = self.noise_anneal_steps or getattr(self, "_fit_steps", 0) or 1
+        horizon = self.noise_anneal_steps or self._fit_steps or 1
         return self.instance_noise * max(0.0, 1.0 - self.step / horizon)
 
     def _noisy(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -187,36 +174,36 @@ class Trainer:
     def _zero_sums(self) -> dict:
         return {"loss_d": 0.0, "loss_g": 0.0, "penalty": 0.0, "n": 0, "time": 0.0}
 
+    def _penalty_due(self) -> bool:
+        # Lazy regularisation: the penalty on one critic update in lazy_every (scaled by lazy_every).
+        return (self.spec.penalty is not None and self.penalty_weight > 0
+                and self.critic_steps % self.lazy_every == 0)
+
     def _critic_update(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One critic update: L_D(real, G(z)) + the penalty when due. Returns (loss, penalty), detached."""
         real = self._next_real()
-        batch = self._batch = real.shape[0]  # the generator update uses the same batch size
+        batch = self._batch = real.shape[0]
         with torch.no_grad():
             fake = self.G(self._noise(batch))
         real, fake = self._noisy(real, sigma), self._noisy(fake, sigma)
-        penalty_kind = self.spec.penalty
-        due = penalty_kind is not None and self.critic_steps % self.lazy_every == 0 and self.penalty_weight > 0
+        kind = self.spec.penalty if self._penalty_due() else None
         weight = self.penalty_weight * self.lazy_every
         penalty = torch.zeros((), device=self.device)
-        if due and penalty_kind == "r1":
-            # R1 at the real batch: reuse its forward for the loss (one forward, one double backward).
-            real = real.detach().requires_grad_(True)
-            d_real = _scores(self.D, real)
-            (grads,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            penalty = (weight / 2) * ops.grad_penalty(grads, center=0.0)
-            d_fake = _scores(self.D, fake)
+        if kind == "r1":  # at the real batch, reusing its forward for the loss (one forward, not two)
+            penalty, d_real = r1_penalty(self.D, real, gamma=weight, return_scores=True)
         else:
-            d_real, d_fake = _scores(self.D, real), _scores(self.D, fake)
-            if due and penalty_kind in ("gp", "gp-one-sided"):
-                alpha = self._draw(torch.rand, (), batch, real.dtype)
-                # alpha comes from torch.rand: skip the range check (a host sync per update on a GPU).
-                x_hat = ops.interpolate(real, fake, alpha, _check_alpha=False).requires_grad_(True)
-                (grads,) = torch.autograd.grad(_scores(self.D, x_hat).sum(), x_hat, create_graph=True)
-                penalty = weight * ops.grad_penalty(grads, center=1.0, one_sided=penalty_kind == "gp-one-sided")
-            elif due and penalty_kind == "fd":
-                alpha = self._draw(torch.rand, (), batch, real.dtype)
-                penalty = fd_penalty(self.D, real, fake, weight, alpha=alpha, _check_alpha=False)
-        objective = critic_objective(self.spec.family, d_real, d_fake)
-        loss = objective + penalty
+            d_real = _scores(self.D, real)
+        d_fake = _scores(self.D, fake)
+        if kind in ("gp", "gp-one-sided", "fd"):
+            # alpha is drawn here (the global batch's, this rank's slice) and comes from torch.rand,
+            # so its range check (a host sync per update on a GPU) is skipped.
+            alpha = self._draw(torch.rand, (), batch, real.dtype)
+            if kind == "fd":
+                penalty = fd_penalty(self.D, real, fake, weight=weight, alpha=alpha, check_alpha=False)
+            else:
+                penalty = gradient_penalty(self.D, real, fake, weight=weight, one_sided=kind == "gp-one-sided",
+                                           alpha=alpha, check_alpha=False)
+        loss = critic_objective(self.spec.family, d_real, d_fake) + penalty
         self.d_opt.zero_grad(set_to_none=True)
         loss.backward()
         dist_utils.all_reduce_gradients(self.D.parameters())
@@ -225,6 +212,7 @@ class Trainer:
         return loss.detach(), penalty.detach()
 
     def _generator_update(self, sigma: float, batch: int) -> torch.Tensor:
+        """One generator update on ``batch`` fresh samples (and the EMA's). Returns the loss, detached."""
         # No critic weight gradients in the generator's backward (and a user's frozen ones stay frozen).
         trainable = [p for p in self.D.parameters() if p.requires_grad]
         for p in trainable:
@@ -239,16 +227,39 @@ class Trainer:
                 p.requires_grad_(True)
         dist_utils.all_reduce_gradients(self.G.parameters())
         self.g_opt.step()
-        if self.G_ema is not None:
-            with torch.no_grad():
-                src, dst = list(self.G.parameters()), list(self.G_ema.parameters())
-                # Warm-up (as TF's ExponentialMovingAverage with num_updates): early on the average
-                # would be mostly the random initialisation, so the decay grows to `ema` with the step.
-                decay = min(self.ema, (1.0 + self.step) / (10.0 + self.step))
-                torch._foreach_lerp_(dst, src, 1.0 - decay)
-                for b_dst, b_src in zip(self.G_ema.buffers(), self.G.buffers()):
-                    b_dst.copy_(b_src)
         return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        # Warm-up (as TF's ExponentialMovingAverage with num_updates): early on the average would be
+        # mostly the random initialisation, so the decay grows to `ema` with the step.
+        decay = min(self.ema, (1.0 + self.step) / (10.0 + self.step))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
+        for b_dst, b_src in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_dst.copy_(b_src)
+
+    def _set_learning_rates(self) -> None:
+        if self.lr_decay == "linear":  # base · (1 - step / steps)
+            frac = max(0.0, 1.0 - self.step / max(self._fit_steps, 1))
+            for opt, bases in zip((self.g_opt, self.d_opt), self._base_lrs):
+                for group, base in zip(opt.param_groups, bases):
+                    group["lr"] = base * frac
+
+    def _finite_stats(self, loss_d: torch.Tensor, loss_g: torch.Tensor, penalty: torch.Tensor) -> dict:
+        # One host sync per step; under data parallelism the global batch's means, so that every
+        # rank takes the same decision.
+        values = torch.stack([loss_d.float(), loss_g.float(), penalty.float()])
+        if self.world > 1:
+            values = dist_utils.all_reduce_mean(values)
+        stats = dict(zip(("loss_d", "loss_g", "penalty"), values.tolist()))
+        if not all(math.isfinite(v) for v in stats.values()):
+            bad = ", ".join(f"{k} = {v}" for k, v in stats.items() if not math.isfinite(v))
+            raise TrainingDiverged(f"training diverged at step {self.step + 1}: {bad}. Nothing after "
+                                   f"step {self.step} was saved; {self.last_checkpoint_text()}. Try a lower "
+                                   "learning rate or a larger penalty weight.")
+        return stats
 
     def train_step(self) -> dict:
         """One generator update after ``n_critic`` critic updates.
@@ -261,32 +272,17 @@ class Trainer:
         """
         t0 = time.perf_counter()
         sigma = self.sigma()
-        if self.lr_decay == "linear":
-            frac = max(0.0, 1.0 - self.step / max(getattr(self, "_fit_steps", 0), 1))
-            for opt, bases in zip((self.g_opt, self.d_opt), self._base_lrs):
-                for group, base in zip(opt.param_groups, bases):
-                    group["lr"] = base * frac
+        self._set_learning_rates()
         for _ in range(self.n_critic):
             loss_d, penalty = self._critic_update(sigma)
         loss_g = self._generator_update(sigma, self._batch)
-        values = torch.stack([loss_d.float(), loss_g.float(), penalty.float()])
-        if self.world > 1:  # the global batch's losses, and every rank takes the same NaN decision
-            values = dist_utils.all_reduce_mean(values)
-        values = values.tolist()
-        stats = {"loss_d": values[0], "loss_g": values[1], "penalty": values[2]}
-        if not all(math.isfinite(v) for v in values):
-            where = self._last_checkpoint_text()
-            bad = ", ".join(f"{k} = {v}" for k, v in stats.items() if not math.isfinite(v))
-            raise TrainingDiverged(f"training diverged at step {self.step + 1}: {bad}. Nothing after "
-                                   f"step {self.step} was saved; {where}. Try a lower learning rate or "
-                                   "a larger penalty weight.")
+        self._update_ema()
+        stats = self._finite_stats(loss_d, loss_g, penalty)
         self.step += 1
-        s = self._sums
-        s["loss_d"] += values[0]
-        s["loss_g"] += values[1]
-        s["penalty"] += values[2]
-        s["n"] += 1
-        s["time"] += time.perf_counter() - t0
+        for key, value in stats.items():
+            self._sums[key] += value
+        self._sums["n"] += 1
+        self._sums["time"] += time.perf_counter() - t0
         return stats
 
     # ---------------------------------------------------------------- evaluation
@@ -320,16 +316,14 @@ class Trainer:
             record.update(w1=float(w1), w1_samples=int(real.shape[0]),
                           w1_space="flattened pixels" if real.dim() > 2 else "points",
                           critic_estimate=self.critic_estimate(real, fake))
-        record["elapsed"] = time.perf_counter() - self._t_start if hasattr(self, "_t_start") else 0.0
+        record["elapsed"] = time.perf_counter() - self._t_start if self._t_start is not None else 0.0
         self.history.append(record)
         return record
 
     def sample(self, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """Generated samples (from the EMA generator when ema > 0), without gradients."""
         g = self.G_ema if self.G_ema is not None else self.G
-        if z is None:  # from a generator of its own: sampling must not change the training draws
-            if not hasattr(self, "_sample_gen"):
-                self._sample_gen = torch.Generator(device=self.device).manual_seed(self._seed + 104_729)
+        if z is None:
             z = torch.randn((n or 1, *self.latent_shape), generator=self._sample_gen, device=self.device,
                             dtype=self.dtype)
         with torch.no_grad():
@@ -339,7 +333,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything needed to continue bit-for-bit: weights, optimisers, EMA, RNG states, counters."""
         state = {
-            "format": _FORMAT, "step": self.step, "critic_steps": self.critic_steps, "config": self.config,
+            "format": FORMAT, "step": self.step, "critic_steps": self.critic_steps, "config": self.config,
             "generator": self.G.state_dict(), "critic": self.D.state_dict(),
             "g_optimizer": self.g_opt.state_dict(), "d_optimizer": self.d_opt.state_dict(),
             "ema": self.G_ema.state_dict() if self.G_ema is not None else None,
@@ -351,7 +345,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output (ValueError if it is not a pygan trainer checkpoint)."""
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError("not a pygan trainer checkpoint (format "
                              f"{state.get('format') if isinstance(state, dict) else type(state).__name__})")
         self.G.load_state_dict(state["generator"])
@@ -376,7 +370,7 @@ class Trainer:
         tensors = [p.detach() for m in (self.G, self.D, self.G_ema) if m is not None for p in m.parameters()]
         if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
             raise TrainingDiverged(f"training diverged by step {self.step}: the network weights are no longer "
-                                   f"finite (the losses were). {self._last_checkpoint_text()}. Try a lower "
+                                   f"finite (the losses were). {self.last_checkpoint_text()}. Try a lower "
                                    "learning rate or a larger penalty weight.")
 
     def save_checkpoint(self) -> Path | None:
@@ -407,38 +401,22 @@ class Trainer:
         if self.out is not None:
             self._truncate_metrics()
 
-    def _last_checkpoint_text(self) -> str:
-        last = getattr(self, "_last_ckpt", None)
+    def last_checkpoint_text(self) -> str:
+        """Where the last good checkpoint is, as a sentence for error messages."""
+        last = self._last_ckpt
         if last is None:
             return "no checkpoint was written yet"
         return f"the last good checkpoint is {last[1]} (step {last[0]}); resume from it with --resume"
 
     # ---------------------------------------------------------------- metrics and pictures
     def _log(self, record: dict) -> None:
-        if self.out is None or self.rank != 0:
-            return
-        # Non-finite floats become null: strict JSON readers reject NaN / Infinity.
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with open(self.out / METRICS, "a") as f:
-            f.write(json.dumps(clean) + "\n")
-            f.flush()
+        if self.out is not None and self.rank == 0:
+            append_record(self.out / METRICS, record)
 
     def _truncate_metrics(self) -> None:
-        # Lines written after the checkpoint (a crash between an evaluation and the next checkpoint)
-        # would be written again on resume: drop them, atomically.
         path = self.out / METRICS
-        if self.rank != 0 or not path.exists():
-            return
-        kept, self.history = [], []
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if rec.get("step", 0) <= self.step:
-                kept.append(line)
-                self.history.append(rec)
-        atomic_write(path, lambda f: f.write("".join(k + "\n" for k in kept)), binary=False)
+        if self.rank == 0 and path.exists():
+            self.history = truncate_metrics(path, self.step)
 
     def draw(self) -> None:
         """Write the pictures (samples / critic contour or image grid, W1 curve) into ``out``."""
@@ -447,7 +425,7 @@ class Trainer:
         from pygan.train import plots
 
         if not plots.available():
-            if not getattr(self, "_warned_plots", False):
+            if not self._warned_plots:
                 print("pygan train: matplotlib is not installed, so no pictures are drawn "
                       "(pip install matplotlib, or pygan[plot])", file=sys.stderr)
                 self._warned_plots = True
@@ -489,7 +467,7 @@ class Trainer:
                     raise KeyboardInterrupt
                 self._stop = True
             old_handler = signal.signal(signal.SIGINT, on_sigint)
-        bar = _Progress(steps, self.step, enabled=self.progress and self.rank == 0)
+        bar = Progress(steps, self.step, enabled=self.progress and self.rank == 0)
         status = "done"
         try:
             if self.step == 0 and not self.history:
@@ -521,47 +499,6 @@ class Trainer:
             print(f"pygan train: interrupted at step {self.step}; saved{where}. Continue with --resume.",
                   file=sys.stderr)
         return status
-
-
-class _Progress:
-    """tqdm when installed; otherwise one plain line per evaluation."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.enabled, self.total, self.bar = enabled, total, None
-        self.last_w1 = None
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-    def update(self, step: int, stats: dict) -> None:
-        if self.bar is not None:
-            self.bar.n = step
-            post = {"loss_d": f"{stats['loss_d']:.4f}", "loss_g": f"{stats['loss_g']:.4f}"}
-            if self.last_w1 is not None:
-                post["W1"] = f"{self.last_w1:.4f}"
-            self.bar.set_postfix(post, refresh=False)
-            self.bar.update(0)
-
-    def show(self, record: dict) -> dict:
-        if record.get("w1") is not None:
-            self.last_w1 = record["w1"]
-        if self.enabled and self.bar is None:
-            parts = [f"step {record['step']}/{self.total}"]
-            for key in ("loss_d", "loss_g", "w1", "critic_estimate"):
-                if record.get(key) is not None:
-                    parts.append(f"{key} {record[key]:.4f}")
-            if record.get("step_time"):
-                parts.append(f"{record['step_time']:.3f} s/step")
-            print("  ".join(parts), flush=True)
-        return record
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _int(value, name: str, minimum: int) -> int:
