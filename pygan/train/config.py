@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pygan.train.data import TOY_DATASETS
 from pygan.train.losses import LOSSES, spec
 
-__all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "check_resume_config"]
+__all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "check_resume_config", "check_int",
+           "check_nonnegative"]
 
 # Options that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE = {"steps", "out", "resume", "force", "eval_every", "ckpt_every", "device", "progress", "plots"}
@@ -114,6 +115,20 @@ def resolve(cfg: TrainConfig, kind: str, dim: int) -> TrainConfig:
     if out.latent_dim is None:
         out.latent_dim = max(2, dim) if points else 100
     return out
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` if it is an int >= ``minimum`` (not a bool); ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_nonnegative(value, name: str) -> float:
+    """``value`` as a float if it is a finite real number >= 0; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _flag(name: str) -> str:

@@ -1,12 +1,45 @@
-"""The trainer's progress display: tqdm when installed, one plain line per evaluation otherwise."""
+"""The trainer's terminal side: the progress display (tqdm when installed, one plain line per
+evaluation otherwise) and Ctrl-C (the first asks the loop to stop after a checkpoint, the second stops
+at once)."""
 
 from __future__ import annotations
 
-__all__ = ["Progress"]
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+__all__ = ["Progress", "ctrl_c_requests_stop"]
+
+
+@contextlib.contextmanager
+def ctrl_c_requests_stop(requested: Callable[[], bool], request: Callable[[], None]) -> Iterator[None]:
+    """Within the block, the first SIGINT calls ``request()``; one while ``requested()`` raises
+    KeyboardInterrupt. The previous handler is restored after (only the main thread can set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        if requested():  # a second Ctrl-C: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        request()
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 class Progress:
-    """tqdm when installed; otherwise one plain line per evaluation."""
+    """tqdm when installed; otherwise one plain line per evaluation.
+
+    Args:
+        total: the last step.
+        initial: the step the bar starts at (a resumed run's).
+        enabled: False shows nothing.
+    """
 
     def __init__(self, total: int, initial: int, enabled: bool):
         self.enabled, self.total, self.bar = enabled, total, None

@@ -1,8 +1,8 @@
 """The training loop: :class:`Trainer` takes any generator, critic, optimisers and data iterator.
 
 One :meth:`Trainer.train_step` is one generator update preceded by ``n_critic`` critic updates
-(WGAN, Arjovsky et al. 2017, Algorithm 1). Every ``eval_every`` steps :meth:`Trainer.evaluate` computes the **exact** W1
-(``pygan.ot.emd2_points``) between N generated samples and N held-out real ones, and the critic's own
+(WGAN, Arjovsky et al. 2017, Algorithm 1). Every ``eval_every`` steps :meth:`Trainer.evaluate`
+computes the **exact** W1 (``pygan.ot.emd2_points``) between N generated samples and N held-out real ones, and the critic's own
 estimate −L_D; the numbers are appended to ``OUT/metrics.jsonl``. Checkpoints are written atomically
 (temporary file, fsync, rename) every ``ckpt_every`` steps, at the end, on Ctrl-C, and never after a
 non-finite loss, so the last checkpoint is always a good one to resume from.
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,12 +27,12 @@ import torch
 from torch import nn
 
 from pygan import ot
-from pygan.penalties import critic_scores, fd_penalty, gradient_penalty, r1_penalty
+from pygan.penalties import critic_scores
 from pygan.train import distributed as dist_utils
-from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, append_record, atomic_save, read_checkpoint, \
-    truncate_metrics
-from pygan.train.losses import critic_objective, generator_objective, spec
-from pygan.train.progress import Progress
+from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, RunFiles
+from pygan.train.config import check_int, check_nonnegative
+from pygan.train.losses import NEEDS_ALPHA, critic_loss, critic_objective, generator_objective, spec
+from pygan.train.progress import Progress, ctrl_c_requests_stop
 
 __all__ = ["Trainer", "TrainingDiverged", "CHECKPOINT", "METRICS"]
 
@@ -92,10 +90,10 @@ class Trainer:
         self.data = data
         self._data_iter: Iterator | None = None
         self.latent_shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
-        self.n_critic = self.spec.n_critic if n_critic is None else _int(n_critic, "n_critic", 1)
-        self.penalty_weight = _nonneg(penalty_weight, "penalty_weight")
-        self.lazy_every = _int(lazy_every, "lazy_every", 1)
-        self.instance_noise = _nonneg(instance_noise, "instance_noise")
+        self.n_critic = self.spec.n_critic if n_critic is None else check_int(n_critic, "n_critic", 1)
+        self.penalty_weight = check_nonnegative(penalty_weight, "penalty_weight")
+        self.lazy_every = check_int(lazy_every, "lazy_every", 1)
+        self.instance_noise = check_nonnegative(instance_noise, "instance_noise")
         self.noise_anneal_steps = noise_anneal_steps
         if not 0.0 <= float(ema) < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema!r}")
@@ -105,9 +103,10 @@ class Trainer:
         self.lr_decay = lr_decay
         # The initial learning rates, before any checkpoint overwrites the groups with decayed ones.
         self._base_lrs = [[g["lr"] for g in opt.param_groups] for opt in (g_optimizer, d_optimizer)]
-        self.eval_every = _int(eval_every, "eval_every", 1)
-        self.ckpt_every = _int(ckpt_every, "ckpt_every", 1)
+        self.eval_every = check_int(eval_every, "eval_every", 1)
+        self.ckpt_every = check_int(ckpt_every, "ckpt_every", 1)
         self.out = Path(out) if out is not None else None
+        self.files = RunFiles(self.out, dist_utils.rank())
         self.config = config
         self.plots, self.progress = plots, progress
         first = next(self.G.parameters())
@@ -127,7 +126,6 @@ class Trainer:
         self._fit_steps = 0         # the steps of the current fit(): the horizon of the schedules
         self._t_start: float | None = None  # when the current fit() began (the records' "elapsed")
         self._batch = 0             # the last real batch's size: the generator update draws as many
-        self._last_ckpt: tuple[int, Path] | None = None  # (step, path) of the last good checkpoint
         self._warned_plots = False
         # sample() draws from a generator of its own: sampling must not change the training draws.
         self._sample_gen = torch.Generator(device=self.device).manual_seed(seed + 104_729)
@@ -187,23 +185,10 @@ class Trainer:
             fake = self.G(self._noise(batch))
         real, fake = self._noisy(real, sigma), self._noisy(fake, sigma)
         kind = self.spec.penalty if self._penalty_due() else None
-        weight = self.penalty_weight * self.lazy_every
-        penalty = torch.zeros((), device=self.device)
-        if kind == "r1":  # at the real batch, reusing its forward for the loss (one forward, not two)
-            penalty, d_real = r1_penalty(self.D, real, gamma=weight, return_scores=True)
-        else:
-            d_real = _scores(self.D, real)
-        d_fake = _scores(self.D, fake)
-        if kind in ("gp", "gp-one-sided", "fd"):
-            # alpha is drawn here (the global batch's, this rank's slice) and comes from torch.rand,
-            # so its range check (a host sync per update on a GPU) is skipped.
-            alpha = self._draw(torch.rand, (), batch, real.dtype)
-            if kind == "fd":
-                penalty = fd_penalty(self.D, real, fake, weight=weight, alpha=alpha, check_alpha=False)
-            else:
-                penalty = gradient_penalty(self.D, real, fake, weight=weight, one_sided=kind == "gp-one-sided",
-                                           alpha=alpha, check_alpha=False)
-        loss = critic_objective(self.spec.family, d_real, d_fake) + penalty
+        # alpha: the global batch's draw, this rank's slice (after z and the instance noise).
+        alpha = self._draw(torch.rand, (), batch, real.dtype) if kind in NEEDS_ALPHA else None
+        loss, penalty = critic_loss(self.spec.family, self.D, real, fake, kind,
+                                    weight=self.penalty_weight * self.lazy_every, alpha=alpha)
         self.d_opt.zero_grad(set_to_none=True)
         loss.backward()
         dist_utils.all_reduce_gradients(self.D.parameters())
@@ -379,48 +364,35 @@ class Trainer:
         Raises:
             TrainingDiverged: the weights are not finite (nothing is written).
         """
-        if self.out is None or self.rank != 0:
+        if not self.files.writes:
             return None
         self._check_weights()
-        path = self.out / CHECKPOINT
-        atomic_save(self.state_dict(), path)
-        self._last_ckpt = (self.step, path)
-        return path
+        return self.files.save_checkpoint(self.state_dict(), self.step)
 
     def load_checkpoint(self, path: str | Path | None = None, state: dict | None = None) -> None:
-        """Resume from a checkpoint (default ``OUT/checkpoint.pt``), read with :func:`read_checkpoint`.
+        """Resume from a checkpoint (default ``OUT/checkpoint.pt``).
 
         Args:
             path: the checkpoint file.
             state: its contents when the caller has already read them (to inspect them first, as
                 ``pygan train --resume`` does with the configuration); None reads ``path``.
         """
-        path = Path(path) if path is not None else self.out / CHECKPOINT
-        self.load_state_dict(read_checkpoint(path) if state is None else state)
-        self._last_ckpt = (self.step, path)
-        if self.out is not None:
-            self._truncate_metrics()
+        self.load_state_dict(self.files.read_checkpoint(path) if state is None else state)
+        kept = self.files.loaded(self.step, path)
+        if kept is not None:
+            self.history = kept
 
     def last_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, as a sentence for error messages."""
-        last = self._last_ckpt
-        if last is None:
-            return "no checkpoint was written yet"
-        return f"the last good checkpoint is {last[1]} (step {last[0]}); resume from it with --resume"
+        return self.files.last_checkpoint_text()
 
     # ---------------------------------------------------------------- metrics and pictures
     def _log(self, record: dict) -> None:
-        if self.out is not None and self.rank == 0:
-            append_record(self.out / METRICS, record)
-
-    def _truncate_metrics(self) -> None:
-        path = self.out / METRICS
-        if self.rank == 0 and path.exists():
-            self.history = truncate_metrics(path, self.step)
+        self.files.log(record)
 
     def draw(self) -> None:
         """Write the pictures (samples / critic contour or image grid, W1 curve) into ``out``."""
-        if self.out is None or self.rank != 0 or not self.plots:
+        if not self.files.writes or not self.plots or self.eval_data is None:
             return
         from pygan.train import plots
 
@@ -430,16 +402,8 @@ class Trainer:
                       "(pip install matplotlib, or pygan[plot])", file=sys.stderr)
                 self._warned_plots = True
             return
-        real = self.eval_data
-        if real is None:
-            return
-        fake = self.sample(z=self.eval_z)
-        title = f"{self.spec.name}, step {self.step}"
-        if real.dim() == 2:
-            plots.points(real, fake, self.D, self.out / "samples.png", title=title)
-        else:
-            plots.image_grid(fake[:64], self.out / "samples.png", title=title)
-        plots.w1_curve(self.history, self.out / "w1.png", title=f"{self.spec.name}: exact W1 and the critic's estimate")
+        plots.draw_run(self.out, self.spec.name, self.step, self.eval_data, self.sample(z=self.eval_z), self.D,
+                       self.history)
 
     # ---------------------------------------------------------------- the loop
     def request_stop(self) -> None:
@@ -455,59 +419,38 @@ class Trainer:
         Raises:
             TrainingDiverged: a non-finite loss (the last good checkpoint is kept).
         """
-        steps = _int(steps, "steps", 0)
+        steps = check_int(steps, "steps", 0)
         self._fit_steps = steps
         self._t_start = time.perf_counter()
-        if self.out is not None and self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            def on_sigint(signum, frame):
-                if self._stop:  # a second Ctrl-C: stop now, without the checkpoint
-                    raise KeyboardInterrupt
-                self._stop = True
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
+        self.files.prepare()
         bar = Progress(steps, self.step, enabled=self.progress and self.rank == 0)
         status = "done"
         try:
-            if self.step == 0 and not self.history:
-                self._log(bar.show(self.evaluate()))
-            while self.step < steps:
-                stats = self.train_step()
-                bar.update(self.step, stats)
-                stop = self._stop
-                if self.world > 1:  # a Ctrl-C on any rank stops every rank at the same step
-                    flag = torch.tensor([int(stop)], device=self.device)  # nccl reduces device tensors
-                    stop = bool(dist_utils.any_flag(flag).item())
-                if stop:
-                    self.save_checkpoint()
-                    self.draw()
-                    status = "interrupted"
-                    break
-                if self.step % self.eval_every == 0 or self.step == steps:
+            with ctrl_c_requests_stop(lambda: self._stop, self.request_stop):
+                if self.step == 0 and not self.history:
                     self._log(bar.show(self.evaluate()))
-                if self.step % self.ckpt_every == 0 or self.step == steps:
-                    self.save_checkpoint()
-                    self.draw()
+                while self.step < steps:
+                    stats = self.train_step()
+                    bar.update(self.step, stats)
+                    stop = self._stop
+                    if self.world > 1:  # a Ctrl-C on any rank stops every rank at the same step
+                        flag = torch.tensor([int(stop)], device=self.device)  # nccl reduces device tensors
+                        stop = bool(dist_utils.any_flag(flag).item())
+                    if stop:
+                        self.save_checkpoint()
+                        self.draw()
+                        status = "interrupted"
+                        break
+                    if self.step % self.eval_every == 0 or self.step == steps:
+                        self._log(bar.show(self.evaluate()))
+                    if self.step % self.ckpt_every == 0 or self.step == steps:
+                        self.save_checkpoint()
+                        self.draw()
         finally:
             bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
             self._stop = False
         if status == "interrupted" and self.rank == 0:
             where = f" to {self.out / CHECKPOINT}" if self.out is not None else ""
             print(f"pygan train: interrupted at step {self.step}; saved{where}. Continue with --resume.",
                   file=sys.stderr)
         return status
-
-
-def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
