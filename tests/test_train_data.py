@@ -269,3 +269,17 @@ def test_load_data_file_numpy_errors_name_the_file(tmp_path, case):
         path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ValueError, match="mine.npy"):
         load_data_file(path)
+
+
+@pytest.mark.parametrize("content, expected", [("1.0,2.0\n3.0,4.0\n", "a text file"), ("", "empty"),
+                                               (bytes(range(256)) * 2, "not in numpy's .npy format")])
+def test_npy_that_is_not_numpys_format_gets_a_clear_message(tmp_path, content, expected):
+    """A text (or empty, or other) file named .npy: what it is and how to save an array, never
+    numpy's advice to pass allow_pickle (an option the loader does not offer)."""
+    path = tmp_path / "points.npy"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(ValueError) as info:
+        load_data_file(path)
+    message = str(info.value)
+    assert "points.npy" in message and expected in message and "numpy.save" in message
+    assert "allow_pickle" not in message
