@@ -192,3 +192,28 @@ def test_image_data_end_to_end(tmp_path, capsys, eval_samples):
     fake = trainer.sample(z=trainer.eval_z)
     assert fake.shape == held.shape and fake.abs().max() <= 1
     assert records[-1]["w1"] == pytest.approx(w1_pot(fake, held), rel=1e-9)
+
+
+def test_threads_option_sets_torchs_threads(tmp_path, capsys):
+    """--threads N sets torch's threads (default 1); --threads 0 is refused with exit code 2."""
+    assert TrainConfig().threads == 1 and cli.parser().parse_args([]).threads == 1
+    try:
+        build(tiny_config(tmp_path / "a", threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    rc, err = run_cli(tiny_args(tmp_path / "b", "--threads", "0"), capsys)
+    assert rc == 2 and "--threads" in err
+
+
+@pytest.mark.parametrize("busy, warned", [(0.9, True), (0.05, False)])
+def test_busy_cpus_are_warned_about(tmp_path, capsys, monkeypatch, busy, warned):
+    """When other processes keep the CPUs busy the command says so once, before training."""
+    from pygan.train import cpu
+
+    monkeypatch.setattr(cpu, "busy_fraction", lambda interval=0.2: busy)
+    rc, err = run_cli(tiny_args(tmp_path / "run", "--threads", "2"), capsys)
+    assert rc == 0
+    assert err.count("CPUs busy") == (1 if warned else 0)
+    if warned:
+        assert "90% of the" in err and "--threads 1" in err

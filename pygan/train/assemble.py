@@ -18,24 +18,38 @@ import torch
 
 from pygan._device import parse_device
 from pygan.train import distributed as dist_utils
-from pygan.train.checkpoint import CHECKPOINT, METRICS, read_checkpoint
+from pygan.train.checkpoint import CHECKPOINT, RUN_FILES, read_checkpoint
 from pygan.train.config import TrainConfig, check_resume_config, resolve, validate
+from pygan.train.cpu import set_threads
 from pygan.train.data import make_sampler
 from pygan.train.losses import spec
 from pygan.train.models import dcgan_critic, dcgan_generator, mlp_critic, mlp_generator
+from pygan.train.rundir import RunDirectoryBusy, RunLock, remove_stale_temporaries
 from pygan.train.trainer import Trainer
 
 __all__ = ["RUN_FILES", "build", "run", "make_optimizers"]
 
-# Files a run writes into OUT: --force removes exactly these, nothing else.
-RUN_FILES = (CHECKPOINT, METRICS, "config.json", "samples.png", "w1.png")
+
+def _lock_out(cfg: TrainConfig) -> RunLock:
+    """Take --out's lock (creating the directory): one trainer per run directory."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except RunDirectoryBusy as exc:
+        flag = "--force: refusing to overwrite a live run: " if cfg.force else \
+            "--resume: refusing to resume a live run: " if cfg.resume else "--out: "
+        raise RunDirectoryBusy(flag + str(exc), exc.pid) from None
+    except OSError as exc:  # read-only, permissions, a missing parent that cannot be created
+        raise ValueError(f"--out {cfg.out!r} is not writable: {exc.strerror or exc}") from None
+    return lock
 
 
 def _check_out(cfg: TrainConfig) -> tuple[Path, list[str]]:
     """Refuse an --out that holds another run (unless --resume / --force); return the run files there."""
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
     existing = [f for f in RUN_FILES if (out / f).exists()]
     if cfg.resume:
         if not (out / CHECKPOINT).exists():
@@ -95,10 +109,27 @@ def build(cfg: TrainConfig) -> Trainer:
             before any training step.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     device = parse_device(cfg.device)
     rank, world = dist_utils.init_from_env(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    created = not Path(cfg.out).exists()
+    lock = _lock_out(cfg) if rank == 0 else None  # rank 0 writes; it holds the lock for the run
+    try:
+        return _build(cfg, device, rank, world, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            if created:  # leave no empty directory behind a refused run
+                try:
+                    Path(cfg.out).rmdir()
+                except OSError:
+                    pass
+        raise
+
+
+def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: RunLock | None) -> Trainer:
     out, existing = _check_out(cfg)
     # The data decides the defaults (points or images), so it is loaded first; the batch is set after.
     sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world)
@@ -109,6 +140,8 @@ def build(cfg: TrainConfig) -> Trainer:
     if existing and not cfg.resume and rank == 0:  # --force: remove the old run's files, only those
         for f in existing:
             (out / f).unlink()
+    if rank == 0:  # what writers killed mid-write left (with --force: whatever their PID)
+        remove_stale_temporaries(out, RUN_FILES, everything=cfg.force)
     s = spec(full.loss)
     torch.manual_seed(full.seed)  # the models' initialisation (the same on every rank)
     if sampler.kind == "points":
@@ -130,7 +163,8 @@ def build(cfg: TrainConfig) -> Trainer:
                       instance_noise=full.instance_noise, noise_anneal_steps=full.steps, ema=full.ema,
                       lr_decay=full.lr_decay,
                       eval_data=held, eval_every=full.eval_every, ckpt_every=full.ckpt_every, out=out,
-                      seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress)
+                      seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress,
+                      run_lock=lock)
     if cfg.resume:
         state = read_checkpoint(out / CHECKPOINT)
         check_resume_config(state.get("config") if isinstance(state, dict) else None, saved_config)
@@ -139,7 +173,6 @@ def build(cfg: TrainConfig) -> Trainer:
             print(f"pygan train: the run in {cfg.out} is already at step {trainer.step} >= --steps {full.steps}",
                   file=sys.stderr)
     elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(saved_config, indent=2) + "\n")
     return trainer
 

@@ -13,6 +13,7 @@ from dataclasses import fields
 from pygan.train import distributed as dist_utils
 from pygan.train.assemble import build
 from pygan.train.config import FIELD_HELP, TrainConfig
+from pygan.train.cpu import warn_if_busy
 from pygan.train.trainer import TrainingDiverged
 
 __all__ = ["parser", "main"]
@@ -57,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"pygan train: error: {exc}", file=sys.stderr)
         return 2
+    if trainer.rank == 0 and trainer.device.type == "cpu":
+        warn_if_busy(cfg.threads)  # measured while this process sleeps: what is busy is someone else
     try:
         status = trainer.fit(trainer.config["steps"])
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, OSError) as exc:  # OSError: a checkpoint that could not be written
         print(f"pygan train: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the last checkpoint is kept)

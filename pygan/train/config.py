@@ -17,7 +17,8 @@ __all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "che
            "check_nonnegative"]
 
 # Options that may change between a run and its --resume (they do not change what is trained).
-RESUMABLE = {"steps", "out", "resume", "force", "eval_every", "ckpt_every", "device", "progress", "plots"}
+RESUMABLE = {"steps", "out", "resume", "force", "eval_every", "ckpt_every", "device", "threads", "progress",
+             "plots"}
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainConfig:
     ckpt_every: int = 250
     seed: int = 0
     device: str = "auto"
+    threads: int = 1
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -81,6 +83,8 @@ FIELD_HELP = {
     "ckpt_every": "write checkpoint.pt (and the pictures) every this many generator steps",
     "seed": "seeds the models' initialisation, the data and every draw of the loop",
     "device": "cpu, cuda, cuda:N or auto (cuda if available; under torchrun, cuda:LOCAL_RANK)",
+    "threads": "CPU threads of torch (1: fastest for the toy models on a shared machine, measured; "
+               "docs/train.md)",
     "resume": "continue the run in --out from its checkpoint (the configuration must match)",
     "force": "overwrite a run already in --out (removes only the files a run writes)",
     "progress": "progress bar (tqdm if installed, else a line per evaluation)",
@@ -142,7 +146,7 @@ def validate(cfg: TrainConfig) -> None:
         ValueError: naming the option (as its command-line flag) and what was expected.
     """
     spec(cfg.loss)  # the valid names
-    for name in ("steps", "eval_every", "eval_samples", "ckpt_every", "lazy_every", "hidden", "layers"):
+    for name in ("steps", "eval_every", "eval_samples", "ckpt_every", "lazy_every", "hidden", "layers", "threads"):
         value = getattr(cfg, name)
         minimum = 0 if name == "steps" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -29,10 +29,12 @@ from torch import nn
 from pygan import ot
 from pygan.penalties import critic_scores
 from pygan.train import distributed as dist_utils
-from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, RunFiles
+from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, RUN_FILES, CheckpointError, RunFiles, check_state, \
+    checksum
 from pygan.train.config import check_int, check_nonnegative
 from pygan.train.losses import NEEDS_ALPHA, critic_loss, critic_objective, generator_objective, spec
 from pygan.train.progress import Progress, ctrl_c_requests_stop
+from pygan.train.rundir import RunLock, remove_stale_temporaries
 
 __all__ = ["Trainer", "TrainingDiverged", "CHECKPOINT", "METRICS"]
 
@@ -74,6 +76,9 @@ class Trainer:
         config: a JSON-able dict stored in checkpoints and checked on resume (the CLI's options).
         plots: draw matplotlib pictures at each checkpoint (skipped with a note if it is missing).
         progress: show a progress bar (tqdm if installed, a plain line per evaluation otherwise).
+        run_lock: the run directory's :class:`~pygan.train.rundir.RunLock` when the caller holds it
+            already (``pygan.train.build`` does); None: :meth:`fit` takes it. It is held while
+            :meth:`fit` runs, and a second trainer on the same directory is refused.
     """
 
     def __init__(self, generator: nn.Module, critic: nn.Module, g_optimizer: torch.optim.Optimizer,
@@ -83,7 +88,7 @@ class Trainer:
                  noise_anneal_steps: int | None = None, ema: float = 0.0, lr_decay: str = "none",
                  eval_data: torch.Tensor | None = None, eval_every: int = 100, ckpt_every: int = 500,
                  out: str | Path | None = None, seed: int = 0, config: dict | None = None,
-                 plots: bool = True, progress: bool = True):
+                 plots: bool = True, progress: bool = True, run_lock: RunLock | None = None):
         self.spec = spec(loss)
         self.G, self.D = generator, critic
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
@@ -107,6 +112,7 @@ class Trainer:
         self.ckpt_every = check_int(ckpt_every, "ckpt_every", 1)
         self.out = Path(out) if out is not None else None
         self.files = RunFiles(self.out, dist_utils.rank())
+        self.run_lock = run_lock if run_lock is not None or not self.files.writes else RunLock(self.out)
         self.config = config
         self.plots, self.progress = plots, progress
         first = next(self.G.parameters())
@@ -326,20 +332,23 @@ class Trainer:
             "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
             "running": dict(self._sums),  # the averages since the last evaluation continue after a resume
         }
+        state["checksum"] = checksum(state)
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`'s output (ValueError if it is not a pygan trainer checkpoint)."""
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError("not a pygan trainer checkpoint (format "
-                             f"{state.get('format') if isinstance(state, dict) else type(state).__name__})")
+        """Restore :meth:`state_dict`'s output.
+
+        Raises:
+            ValueError: not a trainer checkpoint, a checksum that does not match, a missing or
+                mistyped field, a negative step, or a shape that does not match the models (all
+                checked before anything is changed).
+        """
+        check_state(state, self.G, self.D, self.G_ema, self.g_opt, self.d_opt)
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["critic"])
         self.g_opt.load_state_dict(state["g_optimizer"])
         self.d_opt.load_state_dict(state["d_optimizer"])
         if self.G_ema is not None:
-            if state["ema"] is None:
-                raise ValueError("the checkpoint has no EMA generator but this trainer uses ema > 0")
             self.G_ema.load_state_dict(state["ema"])
         self.generator.set_state(state["rng"]["trainer"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -377,7 +386,13 @@ class Trainer:
             state: its contents when the caller has already read them (to inspect them first, as
                 ``pygan train --resume`` does with the configuration); None reads ``path``.
         """
-        self.load_state_dict(self.files.read_checkpoint(path) if state is None else state)
+        path = Path(path) if path is not None else self.files.checkpoint
+        if state is None:
+            state = self.files.read_checkpoint(path)
+        try:
+            self.load_state_dict(state)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}; {self.files.fallback_text()}") from exc
         kept = self.files.loaded(self.step, path)
         if kept is not None:
             self.history = kept
@@ -422,7 +437,9 @@ class Trainer:
         steps = check_int(steps, "steps", 0)
         self._fit_steps = steps
         self._t_start = time.perf_counter()
-        self.files.prepare()
+        if self.run_lock is not None:
+            self.run_lock.acquire()  # RunDirectoryBusy (a ValueError) when another trainer holds it
+            remove_stale_temporaries(self.out, RUN_FILES)
         bar = Progress(steps, self.step, enabled=self.progress and self.rank == 0)
         status = "done"
         try:
@@ -449,6 +466,8 @@ class Trainer:
         finally:
             bar.close()
             self._stop = False
+            if self.run_lock is not None:
+                self.run_lock.release()
         if status == "interrupted" and self.rank == 0:
             where = f" to {self.out / CHECKPOINT}" if self.out is not None else ""
             print(f"pygan train: interrupted at step {self.step}; saved{where}. Continue with --resume.",
