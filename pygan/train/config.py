@@ -17,8 +17,8 @@ __all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "che
            "check_nonnegative"]
 
 # Options that may change between a run and its --resume (they do not change what is trained).
-RESUMABLE = {"steps", "out", "resume", "force", "eval_every", "ckpt_every", "device", "threads", "progress",
-             "plots"}
+RESUMABLE = {"steps", "out", "resume", "force", "eval_every", "ckpt_every", "device", "threads", "cuda_graphs",
+             "progress", "plots"}
 
 
 @dataclass
@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 1
+    cuda_graphs: bool = False
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -85,6 +86,8 @@ FIELD_HELP = {
     "device": "cpu, cuda, cuda:N or auto (cuda if available; under torchrun, cuda:LOCAL_RANK)",
     "threads": "CPU threads of torch (1: fastest for the toy models on a shared machine, measured; "
                "docs/train.md)",
+    "cuda_graphs": "replay the critic and generator updates as CUDA graphs (CUDA only; not with --lr-decay, "
+                   "--instance-noise, --lazy-every > 1, --loss wgan or several processes; docs/train.md)",
     "resume": "continue the run in --out from its checkpoint (the configuration must match)",
     "force": "overwrite a run already in --out (removes only the files a run writes)",
     "progress": "progress bar (tqdm if installed, else a line per evaluation)",

@@ -16,6 +16,7 @@ averaged with one flattened all-reduce (``pygan.train.distributed``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -32,6 +33,7 @@ from pygan.train import distributed as dist_utils
 from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, RUN_FILES, CheckpointError, RunFiles, check_state, \
     checksum
 from pygan.train.config import check_int, check_nonnegative
+from pygan.train.graphs import WARMUP_STEPS, StepGraphs, unsupported
 from pygan.train.losses import NEEDS_ALPHA, critic_loss, critic_objective, generator_objective, spec
 from pygan.train.progress import Progress, ctrl_c_requests_stop
 from pygan.train.rundir import RunLock, remove_stale_temporaries
@@ -79,6 +81,8 @@ class Trainer:
         run_lock: the run directory's :class:`~pygan.train.rundir.RunLock` when the caller holds it
             already (``pygan.train.build`` does); None: :meth:`fit` takes it. It is held while
             :meth:`fit` runs, and a second trainer on the same directory is refused.
+        cuda_graphs: replay the critic and generator updates as CUDA graphs after a few eager steps
+            (``pygan.train.graphs``; ValueError with the reasons where they cannot be captured).
     """
 
     def __init__(self, generator: nn.Module, critic: nn.Module, g_optimizer: torch.optim.Optimizer,
@@ -88,7 +92,8 @@ class Trainer:
                  noise_anneal_steps: int | None = None, ema: float = 0.0, lr_decay: str = "none",
                  eval_data: torch.Tensor | None = None, eval_every: int = 100, ckpt_every: int = 500,
                  out: str | Path | None = None, seed: int = 0, config: dict | None = None,
-                 plots: bool = True, progress: bool = True, run_lock: RunLock | None = None):
+                 plots: bool = True, progress: bool = True, run_lock: RunLock | None = None,
+                 cuda_graphs: bool = False):
         self.spec = spec(loss)
         self.G, self.D = generator, critic
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
@@ -118,6 +123,10 @@ class Trainer:
         first = next(self.G.parameters())
         self.device, self.dtype = first.device, first.dtype  # noise is drawn in the generator's dtype
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
+        if cuda_graphs and (why := unsupported(self.device, world=self.world, lr_decay=lr_decay,
+                                               instance_noise=instance_noise, lazy_every=self.lazy_every,
+                                               optimizers=(g_optimizer, d_optimizer))):
+            raise ValueError("cuda_graphs: the trainer step cannot be captured: " + "; ".join(why))
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         g_eval = torch.Generator().manual_seed(seed + 7_919)
         n_eval = eval_data.shape[0] if eval_data is not None else 0
@@ -132,9 +141,11 @@ class Trainer:
         self._fit_steps = 0         # the steps of the current fit(): the horizon of the schedules
         self._t_start: float | None = None  # when the current fit() began (the records' "elapsed")
         self._batch = 0             # the last real batch's size: the generator update draws as many
+        self._last_real: torch.Tensor | None = None  # its shape and dtype are what the graphs capture
         self._warned_plots = False
         # sample() draws from a generator of its own: sampling must not change the training draws.
         self._sample_gen = torch.Generator(device=self.device).manual_seed(seed + 104_729)
+        self.graphs = StepGraphs(self.generator) if cuda_graphs else None
         dist_utils.broadcast_parameters(self.G)
         dist_utils.broadcast_parameters(self.D)
         if self.G_ema is not None:
@@ -185,8 +196,15 @@ class Trainer:
 
     def _critic_update(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One critic update: L_D(real, G(z)) + the penalty when due. Returns (loss, penalty), detached."""
-        real = self._next_real()
-        batch = self._batch = real.shape[0]
+        real = self._last_real = self._next_real()
+        self._batch = real.shape[0]
+        if self.graphs is not None and self.graphs.captured:
+            self.critic_steps += 1
+            return self.graphs.critic(real)
+        return self._critic_step(real, sigma)
+
+    def _critic_step(self, real: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = real.shape[0]
         with torch.no_grad():
             fake = self.G(self._noise(batch))
         real, fake = self._noisy(real, sigma), self._noisy(fake, sigma)
@@ -203,7 +221,9 @@ class Trainer:
         return loss.detach(), penalty.detach()
 
     def _generator_update(self, sigma: float, batch: int) -> torch.Tensor:
-        """One generator update on ``batch`` fresh samples (and the EMA's). Returns the loss, detached."""
+        """One generator update on ``batch`` fresh samples. Returns the loss, detached."""
+        if self.graphs is not None and self.graphs.captured:
+            return self.graphs.generator_update()
         # No critic weight gradients in the generator's backward (and a user's frozen ones stay frozen).
         trainable = [p for p in self.D.parameters() if p.requires_grad]
         for p in trainable:
@@ -219,6 +239,15 @@ class Trainer:
         dist_utils.all_reduce_gradients(self.G.parameters())
         self.g_opt.step()
         return loss.detach()
+
+    def _after_warmup_step(self) -> None:
+        self.graphs.end_warmup_step()
+        if self.graphs.eager_steps >= WARMUP_STEPS:  # capture (runs nothing: the counters are kept)
+            critic_steps = self.critic_steps
+            self.graphs.capture(lambda real: self._critic_step(real, 0.0),
+                                lambda batch: self._generator_update(0.0, batch),
+                                torch.empty_like(self._last_real), self._batch)
+            self.critic_steps = critic_steps
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -264,9 +293,13 @@ class Trainer:
         t0 = time.perf_counter()
         sigma = self.sigma()
         self._set_learning_rates()
-        for _ in range(self.n_critic):
-            loss_d, penalty = self._critic_update(sigma)
-        loss_g = self._generator_update(sigma, self._batch)
+        warming = self.graphs is not None and not self.graphs.captured
+        with self.graphs.warmup_stream() if warming else contextlib.nullcontext():
+            for _ in range(self.n_critic):
+                loss_d, penalty = self._critic_update(sigma)
+            loss_g = self._generator_update(sigma, self._batch)
+        if warming:
+            self._after_warmup_step()
         self._update_ema()
         stats = self._finite_stats(loss_d, loss_g, penalty)
         self.step += 1
@@ -344,6 +377,8 @@ class Trainer:
                 checked before anything is changed).
         """
         check_state(state, self.G, self.D, self.G_ema, self.g_opt, self.d_opt)
+        if self.graphs is not None:  # the optimisers' state tensors are replaced: capture again
+            self.graphs = StepGraphs(self.generator)
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["critic"])
         self.g_opt.load_state_dict(state["g_optimizer"])
