@@ -259,3 +259,25 @@ def test_generator_update_keeps_a_users_frozen_critic_parameters_frozen():
     assert not frozen.requires_grad
     assert all(p.requires_grad for p in trainable)
     assert torch.equal(frozen.detach(), before)
+
+
+def test_the_penalty_keywords_the_trainer_uses():
+    """r1_penalty(return_scores=True) returns the same penalty and the critic's scores of the real
+    batch; check_alpha=False skips only the range check (same value for a valid alpha);
+    critic_scores refuses more than one score per sample."""
+    import pygan
+    from pygan.penalties import critic_scores
+
+    torch.manual_seed(0)
+    D = tiny_d()
+    real, fake, alpha = torch.randn(8, 2), torch.randn(8, 2), torch.rand(8)
+    penalty, scores = pygan.r1_penalty(D, real, gamma=3.0, return_scores=True)
+    assert torch.equal(penalty, pygan.r1_penalty(D, real, gamma=3.0))
+    assert torch.equal(scores, D(real).reshape(-1)) and scores.requires_grad
+    for fn in (pygan.gradient_penalty, pygan.fd_penalty):
+        checked = fn(D, real, fake, weight=2.0, alpha=alpha)
+        assert torch.equal(checked, fn(D, real, fake, weight=2.0, alpha=alpha, check_alpha=False))
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            fn(D, real, fake, weight=2.0, alpha=alpha + 1.5)
+    with pytest.raises(ValueError, match="one score per sample"):
+        critic_scores(nn.Linear(2, 3), real, "the trainer")

@@ -4,9 +4,10 @@ user data, with the exact W1 logged, pictures, atomic checkpoints, resume and da
 * :class:`Trainer`: bring your own generator, critic, optimisers and data iterator.
 * :class:`TrainConfig` + :func:`run`: what ``python -m pygan train`` does, from Python.
 
-Modules: ``config`` (the options), ``assemble`` (a run from a config), ``trainer`` (the loop),
-``checkpoint`` (checkpoint files), ``data``, ``models``, ``losses``, ``distributed``, ``plots``,
-``cli`` (the command line). See docs/train.md.
+Modules: ``config`` (the options), ``assemble`` (a run from a config), ``step`` (one training step),
+``trainer`` (the run around it), ``checkpoint`` (checkpoint and metrics files), ``rundir`` (the run
+directory's lock), ``data``, ``models``, ``losses``, ``graphs`` (CUDA graphs), ``distributed``,
+``plots``, ``progress``, ``cpu`` (threads), ``cli`` (the command line). See docs/train.md.
 """
 
 from pygan.train.assemble import build, make_optimizers, run
