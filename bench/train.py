@@ -23,7 +23,7 @@ the data costs the same on both sides.
                                    n_critic=5, penalty_weight=0.1, out=None, eval_data=None,
                                    plots=False, progress=False).train_step()`` (pygan) with the
                                    optimisers ``python -m pygan train`` builds
-                                   (``pygan.train.cli.make_optimizers``: fused Adam): the fused
+                                   (``pygan.train.assemble.make_optimizers``: fused Adam): the fused
                                    ``pygan.ops.interpolate`` and ``grad_penalty``, same math
     pygan Trainer, wgan-fd         the same trainer with ``loss="wgan-fd"``: the finite-difference
                                    penalty (one ordinary backward, no double backward) at the same
@@ -179,7 +179,7 @@ class PyganLoop:
         from pygan.train import Trainer
         from pygan.train.data import ToySampler
 
-        from pygan.train.cli import make_optimizers
+        from pygan.train.assemble import make_optimizers
 
         # The optimisers `python -m pygan train` uses: ClippedRMSprop + RMSprop(foreach) for wgan,
         # fused Adam for the others (the canonical loop keeps torch's defaults, as user code does).

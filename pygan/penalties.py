@@ -103,8 +103,26 @@ def _critic_scores(critic: Callable, x: torch.Tensor, fn: str) -> torch.Tensor:
     return out.reshape(batch)
 
 
-def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> torch.Tensor:
-    """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)."""
+def critic_scores(critic: Callable, x: torch.Tensor, caller: str = "critic") -> torch.Tensor:
+    """``critic(x)`` checked to be one score per sample, flattened to [B] (shared with ``pygan.train``).
+
+    Args:
+        critic: maps [B, ...] to scores [B] or [B, 1].
+        x: the batch [B, ...].
+        caller: the name error messages start with.
+
+    Returns:
+        The scores, shape [B].
+
+    Raises:
+        TypeError / ValueError: the critic is not callable, or does not return one score per sample.
+    """
+    return _critic_scores(critic, x, caller)
+
+
+def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None, with_scores: bool = False):
+    """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)
+    (and the scores themselves when ``with_scores``)."""
     scores = _critic_scores(critic, x, fn)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not depend on its input (it does not require "
@@ -119,7 +137,7 @@ def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None) -> tor
                          "respect to the input is undefined")
     if scaled:
         grads = grads * (1.0 / scaler.get_scale())
-    return grads
+    return (grads, scores) if with_scores else grads
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
@@ -178,7 +196,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
 
 
 def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float | None = None, *,
-               scaler: Any = None) -> torch.Tensor:
+               scaler: Any = None, return_scores: bool = False):
     """The zero-centred R1 penalty ``gamma / 2 * E_i ||∇D(real_i)||^2`` (Mescheder et al. 2018).
 
     The factor is **gamma / 2** (the paper's and StyleGAN's convention; some code uses gamma without
@@ -190,9 +208,12 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         gamma: the weight γ >= 0, required (the R1 paper's name for it, kept rather than ``weight``;
             e.g. 10): a number, NumPy scalar or one-element tensor.
         scaler: a ``torch.amp.GradScaler`` under mixed precision (module docstring).
+        return_scores: also return the critic's scores of ``real`` [B], from the same forward, so
+            a caller can reuse them in its loss (one forward instead of two; the trainer does).
 
     Returns:
-        A 0-d tensor, differentiable with respect to the critic's parameters.
+        A 0-d tensor, differentiable with respect to the critic's parameters; with
+        ``return_scores``, the pair (penalty, scores).
     """
     fn = "r1_penalty"
     gamma = _required(gamma, "gamma", fn, "pass gamma=γ, e.g. gamma=10.0 (the result is γ/2·E||∇D||², the ½ "
@@ -201,8 +222,9 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     _check_batch(real, "real", fn)
     _check_scaler(scaler, fn)
     x = real.detach().requires_grad_(True)
-    grads = _input_grads(critic, x, fn, scaler)
-    return (gamma / 2) * ops.grad_penalty(grads, center=0.0)
+    grads, scores = _input_grads(critic, x, fn, scaler, with_scores=True)
+    penalty = (gamma / 2) * ops.grad_penalty(grads, center=0.0)
+    return (penalty, scores) if return_scores else penalty
 
 
 def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, *args,

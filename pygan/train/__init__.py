@@ -4,13 +4,17 @@ user data, with the exact W1 logged, pictures, atomic checkpoints, resume and da
 * :class:`Trainer`: bring your own generator, critic, optimisers and data iterator.
 * :class:`TrainConfig` + :func:`run`: what ``python -m pygan train`` does, from Python.
 
-See docs/train.md.
+Modules: ``config`` (the options), ``assemble`` (a run from a config), ``step`` (one training step),
+``trainer`` (the run around it), ``checkpoint`` (checkpoint and metrics files), ``rundir`` (the run
+directory's lock), ``data``, ``models``, ``losses``, ``graphs`` (CUDA graphs), ``distributed``,
+``plots``, ``progress``, ``cpu`` (threads), ``cli`` (the command line). See docs/train.md.
 """
 
-from pygan.train.cli import TrainConfig, build, run
+from pygan.train.assemble import build, make_optimizers, run
+from pygan.train.config import TrainConfig
 from pygan.train.data import TOY_DATASETS, load_data_file, toy_sample
 from pygan.train.losses import LOSSES
 from pygan.train.trainer import Trainer, TrainingDiverged
 
-__all__ = ["Trainer", "TrainingDiverged", "TrainConfig", "build", "run", "LOSSES", "TOY_DATASETS",
-           "load_data_file", "toy_sample"]
+__all__ = ["Trainer", "TrainingDiverged", "TrainConfig", "build", "run", "make_optimizers", "LOSSES",
+           "TOY_DATASETS", "load_data_file", "toy_sample"]

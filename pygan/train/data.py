@@ -6,7 +6,7 @@ batches. Under data parallelism every rank draws the same *global* batch and kee
 (``rank * batch : (rank + 1) * batch``): N processes with batch B see exactly what one process with
 batch N·B sees, which is what makes the data-parallel run equal to the single-process one.
 
-Toy data (MISSION.md §5, the constants of the WGAN-GP authors' ``gan_toy.py``), generated from the
+Toy data (the constants of the WGAN-GP authors' ``gan_toy.py``), generated from the
 seed, nothing downloaded:
 
 * ``8gaussians``: centres at radius 2 on the 8 compass directions, σ = 0.02, all divided by 1.414;
@@ -68,6 +68,24 @@ def toy_sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
     raise ValueError(f"unknown toy dataset {name!r}; expected one of {', '.join(TOY_DATASETS)}")
 
 
+def _check_npy_magic(path: Path) -> None:
+    # np.load takes a file without numpy's header for a pickle, and then advises allow_pickle=True.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as exc:
+        raise ValueError(f"data: could not read {str(path)!r}: {exc.strerror or exc}") from exc
+    if head.startswith(b"\x93NUMPY"):
+        return
+    try:
+        text = all(c.isprintable() or c in "\r\n\t" for c in head.decode("utf-8"))
+    except UnicodeDecodeError:
+        text = False
+    what = "empty" if not head else "a text file" if text else "not in numpy's .npy format"
+    raise ValueError(f"data: {str(path)!r} is {what} (a .npy file starts with numpy's header); save an "
+                     "array with numpy.save(path, array), e.g. numpy.save(path, numpy.loadtxt(text_file))")
+
+
 def load_data_file(path: str | Path) -> torch.Tensor:
     """Load and validate a user's data file into a float32 tensor in the training range.
 
@@ -87,6 +105,8 @@ def load_data_file(path: str | Path) -> torch.Tensor:
                          "nor a .npy / .pt file")
     if not path.is_file():
         raise ValueError(f"data: file {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        _check_npy_magic(path)
     try:
         if path.suffix == ".npy":
             loaded = np.load(path, allow_pickle=False)
@@ -95,7 +115,12 @@ def load_data_file(path: str | Path) -> torch.Tensor:
     except pickle.UnpicklingError as exc:  # torch's weights_only refusal: its advice to drop it is not ours
         raise ValueError(f"data: {str(path)!r} holds pickled Python objects, which pygan never loads "
                          "(weights_only=True); save a plain tensor with torch.save(tensor, path)") from exc
-    except Exception as exc:  # unreadable, truncated, or pickled objects (refused, never run): say which
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy's advice names an option this loader never offers
+            raise ValueError(f"data: {str(path)!r} holds Python objects (an object array), which pygan never "
+                             "loads; save a numeric array with numpy.save(path, array)") from exc
+        raise ValueError(f"data: could not load {str(path)!r} safely: {exc}") from exc
+    except Exception as exc:  # unreadable or truncated: say which
         raise ValueError(f"data: could not load {str(path)!r} safely: {exc}") from exc
     if path.suffix == ".npy":
         if not isinstance(loaded, np.ndarray) or loaded.dtype.kind not in "fiub":

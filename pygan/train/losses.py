@@ -1,8 +1,8 @@
 """The losses the trainer knows, their defaults, and the critic / generator objectives.
 
-Conventions (MISSION.md §1–3). The critic returns raw scores (no sigmoid). For the JS family the
-score is a logit and ``D(x) = sigmoid(score)``; BCE terms are written with softplus, which is
-log-sum-exp stable: ``-log D = softplus(-s)`` and ``-log(1 - D) = softplus(s)``.
+Conventions (Goodfellow et al. 2014, Arjovsky et al. 2017, Gulrajani et al. 2017). The critic
+returns raw scores (no sigmoid). For the JS family the score is a logit and ``D(x) = sigmoid(score)``;
+BCE terms are written with softplus, which is log-sum-exp stable: ``-log D = softplus(-s)`` and ``-log(1 - D) = softplus(s)``.
 
 ==================  =========================================================  =====================
 loss                critic loss L_D                                             generator loss L_G
@@ -28,7 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "LossSpec", "spec", "critic_objective", "generator_objective"]
+from pygan.penalties import critic_scores, fd_penalty, gradient_penalty, r1_penalty
+
+__all__ = ["LOSSES", "LossSpec", "spec", "critic_objective", "generator_objective", "critic_loss",
+           "NEEDS_ALPHA"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,38 @@ def generator_objective(name: str, d_fake: torch.Tensor) -> torch.Tensor:
     if spec(name).family == "js":
         return F.softplus(-d_fake).mean()  # minimise -log D(G(z))
     return -d_fake.mean()
+
+
+# The penalties evaluated between real and fake samples, at α drawn per sample by the caller.
+NEEDS_ALPHA = ("gp", "gp-one-sided", "fd")
+
+
+def critic_loss(family: str, critic, real: torch.Tensor, fake: torch.Tensor, penalty: str | None = None, *,
+                weight: float = 0.0, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_D plus a penalty, through the public penalty functions (``pygan.gradient_penalty``, ...).
+
+    Args:
+        family: "w" or "js" (:func:`critic_objective`).
+        critic: maps [B, ...] to one score per sample.
+        real, fake: the batches (fake without a graph to the generator).
+        penalty: None (no penalty this update), or a :class:`LossSpec` penalty name.
+        weight: λ (γ for "r1"), already scaled for lazy regularisation.
+        alpha: the per-sample interpolation weights [B] for the penalties in :data:`NEEDS_ALPHA`,
+            drawn from ``torch.rand`` by the caller (so their range check, a host sync, is skipped).
+
+    Returns:
+        (L_D + penalty, penalty), 0-d tensors; the penalty is a zero tensor when there is none.
+    """
+    term = torch.zeros((), device=real.device)
+    if penalty == "r1":  # at the real batch, reusing its forward for the loss (one forward, not two)
+        term, d_real = r1_penalty(critic, real, gamma=weight, return_scores=True)
+    else:
+        d_real = critic_scores(critic, real, "the trainer")
+    d_fake = critic_scores(critic, fake, "the trainer")
+    if penalty == "fd":
+        term = fd_penalty(critic, real, fake, weight=weight, alpha=alpha, check_alpha=False)
+    elif penalty in ("gp", "gp-one-sided"):
+        term = gradient_penalty(critic, real, fake, weight=weight, one_sided=penalty == "gp-one-sided",
+                                alpha=alpha, check_alpha=False)
+    return critic_objective(family, d_real, d_fake) + term, term
+

@@ -13,7 +13,7 @@ import torch
 
 from pygan._atomic import atomic_write
 
-__all__ = ["available", "figure", "save_figure", "points", "image_grid", "w1_curve"]
+__all__ = ["available", "figure", "save_figure", "points", "image_grid", "w1_curve", "draw_run"]
 
 
 def available() -> bool:
@@ -121,3 +121,26 @@ def w1_curve(history: list[dict], path: str | Path = "w1.png", title: str = "") 
             ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def draw_run(out: str | Path, loss: str, step: int, real: torch.Tensor, fake: torch.Tensor, critic,
+             history: list[dict]) -> None:
+    """A training run's pictures: ``OUT/samples.png`` and ``OUT/w1.png``.
+
+    Args:
+        out: the run directory.
+        loss: the loss's name (for the titles).
+        step: the generator step (for the title).
+        real, fake: held-out real and generated samples: points [N, 2] (drawn over the critic's
+            contour) or images [N, C, H, W] (the first 64 generated ones in a grid).
+        critic: the critic, for the contour of 2-D points.
+        history: the metrics records, for the W1 curve.
+    """
+    out = Path(out)
+    title = f"{loss}, step {step}"
+    if real.dim() == 2:
+        points(real, fake, critic, out / "samples.png", title=title)
+    else:
+        image_grid(fake[:64], out / "samples.png", title=title)
+    w1_curve(history, out / "w1.png", title=f"{loss}: exact W1 and the critic's estimate")
+
