@@ -1,6 +1,6 @@
 """The one small harness every pygan benchmark script shares.
 
-What it guarantees (STYLE.md, lesson 7): every candidate is checked against the first baseline before
+What it guarantees: every candidate is checked against the first baseline before
 anything is timed (a wrong kernel fails loudly instead of looking fast); each candidate is warmed up,
 then timed in samples of ``inner`` back-to-back calls with ``time.perf_counter_ns`` (synchronising
 the GPU around each sample when timing CUDA); we report medians and the inter-quartile range; ratios

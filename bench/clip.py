@@ -45,7 +45,7 @@ def _loop(params: list[torch.Tensor]) -> None:
 
 
 def _data_loop(params: list[torch.Tensor]) -> None:
-    # Verbatim what WGAN codebases write (the issue's "loop"); `.data` costs a little per tensor.
+    # Verbatim what WGAN codebases write (the "loop" row); `.data` costs a little per tensor.
     for p in params:
         p.data.clamp_(-CLIP, CLIP)
 
@@ -96,7 +96,7 @@ def candidates(params: list[torch.Tensor], with_copy: bool) -> list[H.Candidate]
 
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets, evaluated on this run (reported, never asserted)."""
+    """The speed targets, evaluated on this run (reported, never asserted)."""
     r = H.ratio
     if device == "cpu":
         return [H.target("clip_ time / flat clamp_ time, MLP 12x512",

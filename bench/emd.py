@@ -669,7 +669,7 @@ def part_points_memory(device: str, quick: bool, why_ot: str | None) -> dict:
 # ---- the run ---------------------------------------------------------------------------------------
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets on this run (reported, never asserted); None where a case did not run."""
+    """The speed targets on this run (reported, never asserted); None where a case did not run."""
     if device != "cpu":
         return []
     tg = []

@@ -121,7 +121,7 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
         results.append(case)
         del params, grads
     cases = {c["case"]: c for c in results}
-    # The issue states one optimizer target (>= 3x the fastest torch RMSprop + clamp), for CPU and GPU;
+    # There is one optimizer target (>= 3x the fastest torch RMSprop + clamp), for CPU and GPU;
     # it is reported for every critic measured.
     tg = [H.target(f"ClippedRMSprop.step speedup vs fastest baseline, {c}",
                    H.ratio(cases, c, "best", "pygan"), ">=", 3.0) for c in cases]

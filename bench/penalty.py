@@ -311,13 +311,13 @@ def _per_step(case: dict) -> None:
 # ---- the run ---------------------------------------------------------------------------------------
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets on this run (reported, never asserted)."""
+    """The speed targets on this run (reported, never asserted)."""
     r = H.ratio
     big, small = (3.0, 5.0) if device.startswith("cuda") else (2.5, 5.0)
     tg = [H.target(f"grad_penalty fwd+bwd speedup vs pygan.reference.grad_penalty, {name}",
                    r(cases, name, "pygan.reference.grad_penalty", "pygan"), ">=", threshold)
           for (name, _), threshold in zip(EPILOGUE_SHAPES, (big, small))]
-    if device == "cpu":  # the issue states the fd target for CPU
+    if device == "cpu":  # the fd target is stated for CPU
         for critic in ("MLP 3x512", "DCGAN-64"):
             tg.append(H.target(f"fd_penalty critic step speedup vs double-backward GP step, {critic}",
                                r(cases, f"fd/lazy {critic}", "best", "fd_penalty every step"), ">=", 1.5))

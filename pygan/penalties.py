@@ -6,7 +6,7 @@ ones differentiate the critic with ``create_graph=True`` (so the penalty's gradi
 critic's parameters through a double backward, exactly as the canonical snippets do) and finish with
 the fused :func:`pygan.ops.grad_penalty`; :func:`fd_penalty` needs no double backward.
 
-The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017; MISSION.md §3)::
+The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017)::
 
     alpha = torch.rand(B, 1, 1, 1, device=real.device)            # one weight per sample
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -203,7 +203,7 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
                generator: torch.Generator | None = None, _check_alpha: bool = True) -> torch.Tensor:
-    """The finite-difference penalty (MISSION.md §3): a Lipschitz penalty with no double backward.
+    """The finite-difference penalty: a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
     between two independent samples of the interpolate distribution is pushed towards 1, the

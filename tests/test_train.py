@@ -199,7 +199,7 @@ def canonical_gp(D, real, fake, alpha, weight, one_sided=False):
 
 
 def canonical_critic_loss(loss, D, real, fake, weight, due, draws):
-    """L_D + penalty written from MISSION.md §1-3 (BCE with logits for the JS family)."""
+    """L_D + penalty written from the papers (BCE with logits for the JS family)."""
     d_real, d_fake = D(real).reshape(-1), D(fake).reshape(-1)
     if loss.startswith("wgan"):
         objective = d_fake.mean() - d_real.mean()
@@ -590,7 +590,7 @@ def test_generator_objective_matches_the_formulas(fake):
 
 
 def test_loss_specs_follow_the_papers():
-    """The defaults MISSION.md gives: WGAN RMSprop 5e-5 n_critic 5; WGAN-GP Adam 1e-4 (0.5, 0.9) n_critic 5."""
+    """The papers' defaults: WGAN RMSprop 5e-5 n_critic 5; WGAN-GP Adam 1e-4 (0.5, 0.9) n_critic 5."""
     assert set(LOSSES) == {"gan", "nsgan", "wgan", "wgan-gp", "wgan-gp-one-sided", "nsgan-r1", "wgan-fd"}
     for name in LOSSES:
         s = train_losses.spec(name)

@@ -317,7 +317,7 @@ def run(cfg: ClippingConfig) -> dict:
 
 
 def _checks(cfg: ClippingConfig, depth: dict) -> dict:
-    """The issue's targets, evaluated on this run's numbers (True / False, None when not applicable)."""
+    """The targets, evaluated on this run's numbers (True / False, None when not applicable)."""
     checks = {}
     for c in cfg.clips:
         entry = depth[f"clip={c:g}"]

@@ -1,4 +1,4 @@
-"""The notes' parallel-segments example (MISSION.md §2; WGAN, Arjovsky et al. 2017, Example 1).
+"""The parallel-segments example (WGAN, Arjovsky et al. 2017, Example 1).
 
 P_0 is uniform on the segment {0} × [0, 1] and P_θ uniform on {θ} × [0, 1]. Then W1(P_0, P_θ) = |θ|,
 continuous in θ, while JS(P_0, P_θ) = log 2 and KL(P_0 ‖ P_θ) = +inf for every θ ≠ 0 (both 0 at

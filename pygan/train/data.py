@@ -6,7 +6,7 @@ batches. Under data parallelism every rank draws the same *global* batch and kee
 (``rank * batch : (rank + 1) * batch``): N processes with batch B see exactly what one process with
 batch N·B sees, which is what makes the data-parallel run equal to the single-process one.
 
-Toy data (MISSION.md §5, the constants of the WGAN-GP authors' ``gan_toy.py``), generated from the
+Toy data (the constants of the WGAN-GP authors' ``gan_toy.py``), generated from the
 seed, nothing downloaded:
 
 * ``8gaussians``: centres at radius 2 on the 8 compass directions, σ = 0.02, all divided by 1.414;

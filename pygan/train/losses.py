@@ -1,6 +1,6 @@
 """The losses the trainer knows, their defaults, and the critic / generator objectives.
 
-Conventions (MISSION.md §1–3). The critic returns raw scores (no sigmoid). For the JS family the
+Conventions (docs/train.md). The critic returns raw scores (no sigmoid). For the JS family the
 score is a logit and ``D(x) = sigmoid(score)``; BCE terms are written with softplus, which is
 log-sum-exp stable: ``-log D = softplus(-s)`` and ``-log(1 - D) = softplus(s)``.
 

@@ -1,7 +1,7 @@
 """The training loop: :class:`Trainer` takes any generator, critic, optimisers and data iterator.
 
 One :meth:`Trainer.train_step` is one generator update preceded by ``n_critic`` critic updates
-(MISSION.md §2–3). Every ``eval_every`` steps :meth:`Trainer.evaluate` computes the **exact** W1
+(Arjovsky et al. 2017, Algorithm 1). Every ``eval_every`` steps :meth:`Trainer.evaluate` computes the **exact** W1
 (``pygan.ot.emd2_points``) between N generated samples and N held-out real ones, and the critic's own
 estimate −L_D; the numbers are appended to ``OUT/metrics.jsonl``. Checkpoints are written atomically
 (temporary file, fsync, rename) every ``ckpt_every`` steps, at the end, on Ctrl-C, and never after a
