@@ -19,14 +19,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout: `python -m bench.clip`, or `python bench/clip.py` (no package)
-    if __package__:
-        from . import _harness as H
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
+if not __package__:  # `python bench/clip.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 import torch
 

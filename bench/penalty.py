@@ -62,14 +62,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout: `python -m bench.penalty`, or `python bench/penalty.py` (no package)
-    if __package__:
-        from . import _harness as H
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
+if not __package__:  # `python bench/penalty.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 import torch
 
