@@ -1,7 +1,7 @@
 """Benchmark pygan's exact optimal transport (``pygan.ot``) against POT and scipy.
 
 Five parts, all in ``emd_<device>.json`` (each case has a ``part`` field). Every cost is float64.
-POT (``ot``) and scipy are optional extras (``pip install "pygan[bench]"``): each is imported lazily,
+POT (``ot``) and scipy are optional extras (``pip install "pygan-torch[bench]"``): each is imported lazily,
 and a missing one turns its rows into *skipped* rows (with the reason) instead of failing the run.
 
 **square** (cases ``uniform NxN``, N = 256 ... 4096; ``--quick``: 64, 256): two 2-D Gaussian clouds

@@ -142,3 +142,43 @@ def test_reference_patterns_catch_what_they_should():
         assert any(p.search(text) for p in patterns), text
     for text in misses:
         assert not any(p.search(text) for p in patterns), text
+
+
+# ---- the distribution name ----------------------------------------------------------------------------
+
+def _setup_keywords() -> dict:
+    """setup()'s literal keyword arguments in setup.py (name, extras_require, ...), read without running it."""
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    out = {}
+    for kw in call.keywords:
+        try:
+            out[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError:
+            pass
+    return out
+
+
+# "pygan" on the public package index is an unrelated project: installing it (with or without
+# extras) installs someone else's code. The import name stays pygan.
+TAKEN_NAMES = {"pygan"}
+
+
+def test_distribution_name_is_ours_and_install_lines_use_it():
+    setup = _setup_keywords()
+    name, extras = setup["name"], set(setup["extras_require"])
+    assert re.sub(r"[-_.]+", "-", name).lower() not in TAKEN_NAMES, name
+    line = re.compile(r"""pip install[^\n]*?["'`]?(pygan[\w.-]*)\[([\w,]+)\]""")
+    found, wrong = 0, []
+    for path in _repo_files():
+        if path.suffix not in (".py", ".md", ".txt", ".sh", ""):
+            continue
+        for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for m in line.finditer(text):
+                found += 1
+                if m[1] != name or not set(m[2].split(",")) <= extras:
+                    wrong.append(f"{path.relative_to(ROOT)}:{number}: {m[0]}")
+    assert found, "expected install lines with extras in the docs"
+    assert not wrong, f"install lines that do not name the distribution {name!r} (or an extra it has):\n" + "\n".join(wrong)

@@ -319,7 +319,7 @@ def run(cfg: ClippingConfig) -> dict:
             plots.surfaces(out / "surfaces.png", surface_values, points, RANGE, cfg.layers, cfg.surface_layers)
         report["wall_seconds"]["plots"] = time.perf_counter() - t0
     elif cfg.plots:
-        _log(cfg, "matplotlib is not installed: no pictures (pip install 'pygan[plot]'); report.json only")
+        _log(cfg, "matplotlib is not installed: no pictures (pip install 'pygan-torch[plot]'); report.json only")
     report["wall_seconds"]["total"] = time.perf_counter() - start
     _common.write_json(out / "report.json", report)
     return report

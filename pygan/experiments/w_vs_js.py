@@ -199,7 +199,7 @@ def run(cfg: WvsJSConfig) -> dict:
 
         plots.w_vs_js(out / "w_vs_js.png", _common.to_jsonable(report))
     elif cfg.plots:
-        _log(cfg, "matplotlib is not installed: no picture (pip install 'pygan[plot]'); report.json only")
+        _log(cfg, "matplotlib is not installed: no picture (pip install 'pygan-torch[plot]'); report.json only")
     report["wall_seconds"]["total"] = time.perf_counter() - start
     _common.write_json(out / "report.json", report)
     _log(cfg, f"w-vs-js: {len(thetas)} θ, n = {n}: max |W1 − |θ|| (same y) = {max(errors):.3g}; "

@@ -449,7 +449,7 @@ class Trainer:
         if not plots.available():
             if not getattr(self, "_warned_plots", False):
                 print("pygan train: matplotlib is not installed, so no pictures are drawn "
-                      "(pip install matplotlib, or pygan[plot])", file=sys.stderr)
+                      "(pip install matplotlib, or 'pygan-torch[plot]')", file=sys.stderr)
                 self._warned_plots = True
             return
         real = self.eval_data
