@@ -182,3 +182,18 @@ def test_distribution_name_is_ours_and_install_lines_use_it():
                     wrong.append(f"{path.relative_to(ROOT)}:{number}: {m[0]}")
     assert found, "expected install lines with extras in the docs"
     assert not wrong, f"install lines that do not name the distribution {name!r} (or an extra it has):\n" + "\n".join(wrong)
+
+
+# ---- README: what a new user needs on the first run ---------------------------------------------------
+
+def test_readme_first_run_facts():
+    """The CI's test command stays verbatim; the CPU-only torch install and the torch.compile limits are
+    stated (a CPU machine otherwise pulls the multi-GB CUDA build; compiling the penalty needs a flag)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8") if (ROOT / ".ci" / "run").exists() else ""
+    command = re.search(r"TEST_COMMAND='([^']+)'", ci)
+    if command:
+        assert command[1] in text
+    assert 'pip install ".[test]" && pytest -q' in text and 'pip install ".[plot,progress]"' in text
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in text
+    assert "torch._dynamo.config.trace_autograd_ops = True" in text and "1.0x" in text
