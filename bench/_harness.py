@@ -342,7 +342,8 @@ def device_label(device: str) -> str:
     return "cuda-" + ("-".join(picked) or "gpu")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -370,7 +371,7 @@ def machine_info(device: str) -> dict:
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("PYGAN_", "OMP_", "MKL_", "CUDA_VISIBLE", "TORCH_CUDA_ARCH"))},
         "cwd": os.getcwd(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,

@@ -248,3 +248,21 @@ def test_points_memory_child_certifies_its_call():
     assert abs(res["cost"] - res["cost_log"]) <= 1e-9 * res["cost"]
     assert res["primal_residual"] <= 1e-9 and res["dual_violation"] <= 1e-9 * res["max_cost"]
     assert res["duality_gap"] <= 1e-9 * res["max_cost"]
+
+
+def test_train_quality_leaves_tracked_results_alone(tmp_path, monkeypatch):
+    """bench/train_quality.py without --publish writes its JSON and pictures to a fresh folder."""
+    pytest.importorskip("matplotlib")
+    try:
+        from pygan.bench import train_quality
+    except ImportError:  # a checkout used without installing
+        from bench import train_quality
+    tracked = Path(train_quality.ROOT) / "bench" / "results" / "train_quality_cpu.json"
+    before = tracked.read_bytes() if tracked.exists() else None
+    monkeypatch.chdir(tmp_path)
+    rc = train_quality.main(["--collect-only", "--losses", "wgan", "--datasets", "8gaussians", "--seeds", "0",
+                             "--runs-dir", str(tmp_path / "runs")])
+    assert rc == 1  # nothing was run, so the one run is unfinished; the files are still written
+    written = list((tmp_path / "pygan-bench-results").glob("*/train_quality_cpu.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["runs"]
+    assert (tracked.read_bytes() if tracked.exists() else None) == before
