@@ -78,7 +78,7 @@ class Timing:
     inner: int
 
 
-def _mlp(hidden: int, width: int) -> torch.nn.Module:
+def mlp(hidden: int, width: int) -> torch.nn.Module:
     """The toy-GAN critic: input 2, ``hidden`` layers of ``width`` with ReLU, output 1."""
     layers: list[torch.nn.Module] = [torch.nn.Linear(2, width), torch.nn.ReLU()]
     for _ in range(hidden - 1):
@@ -86,7 +86,7 @@ def _mlp(hidden: int, width: int) -> torch.nn.Module:
     return torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
 
 
-def _dcgan64() -> torch.nn.Module:
+def dcgan64() -> torch.nn.Module:
     """The DCGAN-64 critic of the WGAN paper: 4x4 stride-2 convs 3-64-128-256-512, BatchNorm in the middle."""
     def block(c_in: int, c_out: int, bn: bool) -> list[torch.nn.Module]:
         conv = torch.nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
@@ -118,10 +118,10 @@ def critics(device: str, include_100m: bool = True) -> list[tuple[str, Callable[
         return [torch.nn.Parameter(torch.randn(4_000_000, device=device, generator=gen) * 0.02)
                 for _ in range(25)]
 
-    cases = [("MLP 4x128", from_module(lambda: _mlp(4, 128))),
-             ("MLP 4x512", from_module(lambda: _mlp(4, 512))),
-             ("MLP 12x512", from_module(lambda: _mlp(12, 512))),
-             ("DCGAN-64", from_module(_dcgan64))]
+    cases = [("MLP 4x128", from_module(lambda: mlp(4, 128))),
+             ("MLP 4x512", from_module(lambda: mlp(4, 512))),
+             ("MLP 12x512", from_module(lambda: mlp(12, 512))),
+             ("DCGAN-64", from_module(dcgan64))]
     return cases + ([("100M list", big)] if include_100m else [])
 
 

@@ -36,7 +36,7 @@ time / every; ``steps_per_call`` in the JSON), so the expensive step is always c
 The critics: the toy MLP (Linear(2, 512)-ReLU, two Linear(512, 512)-ReLU, Linear(512, 1)), and the
 WGAN paper's DCGAN-64 critic **without BatchNorm**: batch normalisation couples the samples of a
 batch, so WGAN-GP replaces it (Gulrajani et al. 2017, §4); here each BatchNorm2d of
-``_harness._dcgan64`` is a ``GroupNorm(1, C)``, i.e. layer normalisation over (C, H, W) with a
+``_harness.dcgan64`` is a ``GroupNorm(1, C)``, i.e. layer normalisation over (C, H, W) with a
 per-channel scale and shift, as in the WGAN-GP authors' code. Same parameter count (2,765,568).
 
 Correctness before timing: every row starts from a deep copy of the same critic (seed 0), the same
@@ -133,7 +133,7 @@ def _epilogue_grads(shape: tuple[int, int], device: str) -> torch.Tensor:
 # ---- (b) and (c): critic steps ---------------------------------------------------------------------
 
 def _dcgan64_no_bn() -> torch.nn.Module:
-    """_harness._dcgan64 with each BatchNorm2d replaced by GroupNorm(1, C): layer norm over (C, H, W)."""
+    """_harness.dcgan64 with each BatchNorm2d replaced by GroupNorm(1, C): layer norm over (C, H, W)."""
     def block(c_in: int, c_out: int, norm: bool) -> list[torch.nn.Module]:
         conv = torch.nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
         return [conv, *([torch.nn.GroupNorm(1, c_out)] if norm else []), torch.nn.LeakyReLU(0.2)]
@@ -160,7 +160,7 @@ def step_critics(device: str, quick: bool) -> list[tuple[str, int, Callable[[], 
         return build
 
     dcgan_batch = DCGAN_QUICK_BATCH if quick else 64
-    return [("MLP 3x512", 256, make(lambda: H._mlp(3, 512), (2,), 256, False)),
+    return [("MLP 3x512", 256, make(lambda: H.mlp(3, 512), (2,), 256, False)),
             ("DCGAN-64", dcgan_batch, make(_dcgan64_no_bn, (3, 64, 64), dcgan_batch, True))]
 
 
