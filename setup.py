@@ -38,7 +38,7 @@ class BuildPyWithExtension(build_py):
 
 
 setup(
-    name="pygan",
+    name="pygan-torch",  # "pygan" on the public index is an unrelated project; the import name stays pygan
     version=VERSION,
     description="Fused PyTorch C++/CUDA ops for GAN training (WGAN clipping, clipped RMSprop) and exact optimal transport",
     long_description=(ROOT / "README.md").read_text(),

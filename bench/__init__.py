@@ -1,9 +1,9 @@
 """pygan's benchmarks (installed as ``pygan.bench``; ``bench/`` in a checkout).
 
-``python -m pygan bench [--only clip,optim,penalty,emd,train] [--device cpu|cuda|all] [--out DIR] [--quick] [--threads N]``
+``python -m pygan bench [--only clip,optim,penalty,emd,train] [--device cpu|cuda|all] [--out DIR | --publish] [--quick] [--threads N]``
 calls :func:`main`; so do ``python -m bench`` in a checkout and ``pygan.bench.main([...])`` from Python.
 Each script also runs alone: ``python bench/clip.py``, ``python bench/optim.py``, ``python bench/penalty.py``,
-``python bench/emd.py`` (exact optimal transport; POT and scipy are optional extras, ``pip install "pygan[bench]"``),
+``python bench/emd.py`` (exact optimal transport; POT and scipy are optional extras, ``pip install "pygan-torch[bench]"``),
 ``python bench/train.py`` (the trainer's step against the canonical WGAN-GP / WGAN loops).
 See docs/benchmarks.md for what each row means.
 """

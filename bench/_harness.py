@@ -1,10 +1,15 @@
-"""The one small harness every pygan benchmark script shares.
+"""The one harness every pygan benchmark script uses (``from . import _harness as H``).
 
-What it guarantees (STYLE.md, lesson 7): every candidate is checked against the first baseline before
+What it guarantees: every candidate is checked against the first baseline before
 anything is timed (a wrong kernel fails loudly instead of looking fast); each candidate is warmed up,
 then timed in samples of ``inner`` back-to-back calls with ``time.perf_counter_ns`` (synchronising
 the GPU around each sample when timing CUDA); we report medians and the inter-quartile range; ratios
 are against the *fastest* baseline of the same run; a table goes to the screen and JSON to disk.
+
+The pieces, for scripts whose work does not fit :func:`run_case` (slow solvers, whole training steps):
+:func:`check_candidates` (phase 1, correctness), :func:`sample` / :func:`round_robin` /
+:func:`summarize` (phase 2, timing), :func:`finish_case` (ratios), :func:`print_rows` (the table) and
+:func:`write_json`. Results go to a fresh folder unless ``--publish`` (or ``--out``) says otherwise.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Candidate:
         run: does the work once on that state, in place.
         result: the tensors to compare after one ``run``, in the same order/shapes for every candidate.
         check: False only for references that do different work (a plain copy, for bandwidth).
+        verify: optional; called on the state after the correctness run, raises AssertionError
+            naming the case and row (an optimality certificate, "no warnings").
     """
 
     name: str
@@ -57,6 +64,7 @@ class Candidate:
     run: Callable[[Any], None]
     result: Callable[[Any], list[torch.Tensor]]
     check: bool = True
+    verify: Callable[[Any], None] | None = None  # a check of its own after the correctness run
 
 
 @dataclasses.dataclass
@@ -70,7 +78,7 @@ class Timing:
     inner: int
 
 
-def _mlp(hidden: int, width: int) -> torch.nn.Module:
+def mlp(hidden: int, width: int) -> torch.nn.Module:
     """The toy-GAN critic: input 2, ``hidden`` layers of ``width`` with ReLU, output 1."""
     layers: list[torch.nn.Module] = [torch.nn.Linear(2, width), torch.nn.ReLU()]
     for _ in range(hidden - 1):
@@ -78,7 +86,7 @@ def _mlp(hidden: int, width: int) -> torch.nn.Module:
     return torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
 
 
-def _dcgan64() -> torch.nn.Module:
+def dcgan64() -> torch.nn.Module:
     """The DCGAN-64 critic of the WGAN paper: 4x4 stride-2 convs 3-64-128-256-512, BatchNorm in the middle."""
     def block(c_in: int, c_out: int, bn: bool) -> list[torch.nn.Module]:
         conv = torch.nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
@@ -110,10 +118,10 @@ def critics(device: str, include_100m: bool = True) -> list[tuple[str, Callable[
         return [torch.nn.Parameter(torch.randn(4_000_000, device=device, generator=gen) * 0.02)
                 for _ in range(25)]
 
-    cases = [("MLP 4x128", from_module(lambda: _mlp(4, 128))),
-             ("MLP 4x512", from_module(lambda: _mlp(4, 512))),
-             ("MLP 12x512", from_module(lambda: _mlp(12, 512))),
-             ("DCGAN-64", from_module(_dcgan64))]
+    cases = [("MLP 4x128", from_module(lambda: mlp(4, 128))),
+             ("MLP 4x512", from_module(lambda: mlp(4, 512))),
+             ("MLP 12x512", from_module(lambda: mlp(12, 512))),
+             ("DCGAN-64", from_module(dcgan64))]
     return cases + ([("100M list", big)] if include_100m else [])
 
 
@@ -123,7 +131,7 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _sample(fn: Callable[[], None], device: str, inner: int) -> float:
+def sample(fn: Callable[[], None], device: str, inner: int) -> float:
     """One sample: ``inner`` back-to-back calls, synchronised at both ends; returns µs per call."""
     synchronize(device)
     start = time.perf_counter_ns()
@@ -131,6 +139,33 @@ def _sample(fn: Callable[[], None], device: str, inner: int) -> float:
         fn()
     synchronize(device)
     return (time.perf_counter_ns() - start) / inner / 1e3
+
+
+def round_robin(fns: list[Callable[[], None]], device: str, inners: list[int],
+                counts: list[int]) -> list[list[float]]:
+    """Sample several functions in turn: round r takes one sample of each function that wants more.
+
+    Args:
+        fns: the work to time (already warmed up).
+        device: decides whether to synchronise around samples.
+        inners: calls per sample, per function.
+        counts: samples wanted, per function.
+
+    Returns:
+        The per-call times in µs of each function's samples, in the order of ``fns``.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(max(counts, default=0)):
+        for fn, k, n, out in zip(fns, inners, counts, times):
+            if r < n:
+                out.append(sample(fn, device, k))
+    return times
+
+
+def summarize(times: list[float], inner: int) -> Timing:
+    """Median and quartiles of one function's samples."""
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return Timing(statistics.median(times), q1, q3, len(times), inner)
 
 
 def time_interleaved(fns: list[Callable[[], None]], device: str, quick: bool = False) -> list[Timing]:
@@ -155,19 +190,12 @@ def time_interleaved(fns: list[Callable[[], None]], device: str, quick: bool = F
     for fn in fns:
         for _ in range(2 if quick else 3):  # warm-up: lazy state, allocator, caches, thread pool
             fn()
-        one = _sample(fn, device, 1)
+        one = sample(fn, device, 1)
         inners.append(max(1, math.ceil(min_sample_us / max(one, 1e-3))))
-    per_round = sum(_sample(fn, device, k) * k for fn, k in zip(fns, inners))
+    per_round = sum(sample(fn, device, k) * k for fn, k in zip(fns, inners))
     n_samples = int(min(max_samples, max(min_samples, budget_us // per_round)))
-    per_call: list[list[float]] = [[] for _ in fns]
-    for _ in range(n_samples):
-        for fn, k, out in zip(fns, inners, per_call):
-            out.append(_sample(fn, device, k))
-    timings = []
-    for k, times in zip(inners, per_call):
-        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        timings.append(Timing(statistics.median(times), q1, q3, n_samples, k))
-    return timings
+    per_call = round_robin(fns, device, inners, [n_samples] * len(fns))
+    return [summarize(times, k) for k, times in zip(inners, per_call)]
 
 
 def check_close(name: str, expected: list[torch.Tensor], got: list[torch.Tensor], rtol: float,
@@ -178,6 +206,65 @@ def check_close(name: str, expected: list[torch.Tensor], got: list[torch.Tensor]
     for i, (e, g) in enumerate(zip(expected, got)):
         torch.testing.assert_close(g, e, rtol=rtol, atol=atol, equal_nan=True,
                                    msg=lambda m, i=i: f"{name}: tensor {i} differs from the baseline: {m}")
+
+
+def check_candidates(case: str, candidates: list[Candidate], device: str, rtol: float, atol: float,
+                     expected: list[torch.Tensor] | None = None, against: str | None = None) -> list[float]:
+    """Phase 1: run every candidate once on fresh state and compare the checked ones' results.
+
+    Args:
+        case: the row group label (in error messages).
+        candidates: the rows; each gets its own ``setup()``.
+        device: synchronised around each call.
+        rtol, atol: tolerances of the comparison.
+        expected: an independent reference result; None: the first checked candidate's result.
+        against: how to name ``expected`` in messages (when it is given).
+
+    Returns:
+        Each candidate's first-call time in seconds (a warm-up that slow scripts reuse).
+
+    Raises:
+        AssertionError naming the case and the candidate that differs (or that its ``verify`` rejects).
+    """
+    first_s = []
+    for cand in candidates:
+        state = cand.setup()
+        synchronize(device)
+        start = time.perf_counter()
+        cand.run(state)
+        synchronize(device)
+        first_s.append(time.perf_counter() - start)
+        if cand.check:
+            got = cand.result(state)
+            if expected is None:
+                expected, against = got, cand.name
+            else:
+                check_close(f"{case} / {cand.name} vs {against}", expected, got, rtol, atol)
+        if cand.verify is not None:
+            cand.verify(state)
+        del state
+    return first_s
+
+
+def timing_row(name: str, role: str, t: Timing, **extra: Any) -> dict:
+    """A JSON row: name, role, the timing fields and the IQR, then ``extra``."""
+    return {"name": name, "role": role, **dataclasses.asdict(t), "iqr_us": t.q3_us - t.q1_us, **extra}
+
+
+def finish_case(case: dict, vs: str | None = None, vs_key: str | None = None) -> dict:
+    """Fill in ``fastest_baseline`` and each timed row's ``speedup_vs_fastest_baseline`` (> 1: faster
+    than the fastest baseline of this run; None when no baseline ran); with ``vs_key``, also
+    ``row[vs_key]`` = row ``vs``'s median / this row's (None when ``vs`` did not run)."""
+    timed = [r for r in case["rows"] if r.get("median_us") is not None]
+    baselines = [r for r in timed if r.get("role") == "baseline"]
+    fastest = min(baselines, key=lambda r: r["median_us"]) if baselines else None
+    case["fastest_baseline"] = fastest["name"] if fastest else None
+    other = next((r for r in timed if r["name"] == vs), None) if vs else None
+    for r in timed:
+        r["speedup_vs_fastest_baseline"] = fastest["median_us"] / r["median_us"] if fastest else None
+        if vs_key is not None:
+            r[vs_key] = other["median_us"] / r["median_us"] if other else None
+    return case
 
 
 def run_case(case: str, candidates: list[Candidate], device: str, quick: bool, rtol: float = 0.0,
@@ -196,18 +283,9 @@ def run_case(case: str, candidates: list[Candidate], device: str, quick: bool, r
         A JSON-ready dict: the case, rows with medians/IQR/speedups, and the fastest baseline.
     """
     assert candidates and candidates[0].role == "baseline", "the first candidate is the reference"
+    assert candidates[0].check, "the first candidate is the reference"
     # Phase 1: correctness of everything before timing anything. Each candidate gets fresh inputs.
-    state = candidates[0].setup()
-    candidates[0].run(state)
-    synchronize(device)
-    expected = candidates[0].result(state)
-    for cand in (c for c in candidates[1:] if c.check):
-        other = cand.setup()
-        cand.run(other)
-        synchronize(device)
-        check_close(f"{case} / {cand.name}", expected, cand.result(other), rtol, atol)
-        del other
-    del state, expected
+    check_candidates(case, candidates, device, rtol, atol)
     # Phase 2: timing, all candidates' states alive at once so that their samples can interleave.
     states = [cand.setup() for cand in candidates]
     timings = time_interleaved([lambda st=st, c=cand: c.run(st) for cand, st in zip(candidates, states)],
@@ -215,18 +293,10 @@ def run_case(case: str, candidates: list[Candidate], device: str, quick: bool, r
     del states
     rows = []
     for cand, t in zip(candidates, timings):
-        row = {"name": cand.name, "role": cand.role, **dataclasses.asdict(t),
-               "iqr_us": t.q3_us - t.q1_us}
-        if nbytes is not None:
-            row["gb_per_s"] = nbytes / (t.median_us * 1e-6) / 1e9
-        rows.append(row)
+        extra = {} if nbytes is None else {"gb_per_s": nbytes / (t.median_us * 1e-6) / 1e9}
+        rows.append(timing_row(cand.name, cand.role, t, **extra))
         print(f"  {case:<14} {cand.name:<38} {t.median_us:>12.1f} us", file=sys.stderr, flush=True)
-    baselines = [r for r in rows if r["role"] == "baseline"]
-    fastest = min(baselines, key=lambda r: r["median_us"])
-    for r in rows:
-        # > 1 means faster than torch's fastest way in this run.
-        r["speedup_vs_fastest_baseline"] = fastest["median_us"] / r["median_us"]
-    return {"case": case, "fastest_baseline": fastest["name"], "bytes_per_call": nbytes, "rows": rows}
+    return finish_case({"case": case, "fastest_baseline": None, "bytes_per_call": nbytes, "rows": rows})
 
 
 def row(case: dict, role_or_name: str) -> dict | None:
@@ -272,7 +342,8 @@ def device_label(device: str) -> str:
     return "cuda-" + ("-".join(picked) or "gpu")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -300,7 +371,7 @@ def machine_info(device: str) -> dict:
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("PYGAN_", "OMP_", "MKL_", "CUDA_VISIBLE", "TORCH_CUDA_ARCH"))},
         "cwd": os.getcwd(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_num_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
@@ -358,21 +429,43 @@ def load_check() -> float | None:
     return busy
 
 
-def print_table(title: str, cases: list[dict], extra: Callable[[dict, dict], str] | None = None) -> None:
-    """Print one block per case: median, IQR, speedup vs the fastest baseline (and GB/s if known)."""
+@dataclasses.dataclass
+class Column:
+    """One column of a table on screen: its header, width, alignment and how to fill a cell."""
+
+    header: str
+    width: int
+    cell: Callable[[dict, dict], str]  # (case, row) -> text
+    align: str = ">"  # "<" for text columns
+
+
+def print_rows(title: str, cases: list[dict], columns: list[Column], note: Callable[[dict, dict], str]) -> None:
+    """Print a table: the title, a header, one line per row of each case (then a blank line), and a
+    free-text note at the end of each line."""
     print(f"\n{title}")
-    head = f"{'case':<14} {'candidate':<34} {'median us':>11} {'IQR us':>9} {'vs best':>8} {'GB/s':>7}  note"
+    head = " ".join(f"{c.header:{c.align}{c.width}}" for c in columns) + "  note"
     print(head)
     print("-" * len(head))
     for case in cases:
         for r in case["rows"]:
-            gbps = f"{r['gb_per_s']:7.1f}" if r.get("gb_per_s") is not None else f"{'':>7}"
-            note = "fastest baseline" if r["name"] == case["fastest_baseline"] else ""
-            if extra is not None:
-                note = " ".join(s for s in (note, extra(case, r)) if s)
-            print(f"{case['case']:<14} {r['name']:<34} {r['median_us']:>11.1f} {r['iqr_us']:>9.1f} "
-                  f"{r['speedup_vs_fastest_baseline']:>7.2f}x {gbps}  {note}")
+            print(" ".join(f"{c.cell(case, r):{c.align}{c.width}}" for c in columns) + f"  {note(case, r)}")
         print()
+
+
+def print_table(title: str, cases: list[dict], extra: Callable[[dict, dict], str] | None = None) -> None:
+    """Print one block per case: median, IQR, speedup vs the fastest baseline (and GB/s if known)."""
+    columns = [Column("case", 14, lambda c, r: c["case"], "<"),
+               Column("candidate", 34, lambda c, r: r["name"], "<"),
+               Column("median us", 11, lambda c, r: f"{r['median_us']:.1f}"),
+               Column("IQR us", 9, lambda c, r: f"{r['iqr_us']:.1f}"),
+               Column("vs best", 8, lambda c, r: f"{r['speedup_vs_fastest_baseline']:.2f}x"),
+               Column("GB/s", 7, lambda c, r: "" if r.get("gb_per_s") is None else f"{r['gb_per_s']:.1f}")]
+
+    def note(case: dict, r: dict) -> str:
+        text = "fastest baseline" if r["name"] == case["fastest_baseline"] else ""
+        return text if extra is None else " ".join(s for s in (text, extra(case, r)) if s)
+
+    print_rows(title, cases, columns, note)
 
 
 def write_json(out_dir: Path, bench: str, device: str, payload: dict) -> Path:
@@ -386,14 +479,29 @@ def write_json(out_dir: Path, bench: str, device: str, payload: dict) -> Path:
     return path
 
 
-def default_out_dir() -> Path:
-    """``bench/results/`` when it exists relative to the cwd (a checkout), else ``./pygan-bench-results/``."""
-    here = Path("bench") / "results"
-    return here if here.is_dir() else Path("pygan-bench-results")
+PUBLISHED = Path("bench") / "results"  # the tracked results of a checkout, relative to its root
+
+
+def fresh_out_dir(parent: Path = Path("pygan-bench-results")) -> Path:
+    """A new folder for this run's JSON: ``<parent>/<UTC date-time>[-k]/``, never an existing one.
+
+    A run never overwrites earlier results unless asked to (``--publish`` or ``--out``): a quick smoke
+    run must not replace the numbers the docs quote.
+    """
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path, k = parent / stamp, 1
+    while path.exists():
+        k += 1
+        path = parent / f"{stamp}-{k}"
+    return path
 
 
 def parse_args(argv: list[str] | None, prog: str, with_only: bool) -> argparse.Namespace:
-    """The options every entry point shares (``python -m pygan bench`` and each script)."""
+    """The options every entry point shares (``python -m pygan bench`` and each script).
+
+    ``--out DIR`` writes there; ``--publish`` updates the checkout's ``bench/results/`` (a full run
+    only); neither: a fresh ``./pygan-bench-results/<date-time>/``. Bad combinations exit 2.
+    """
     p = argparse.ArgumentParser(prog=prog, description="pygan benchmarks: correctness check, then timing.")
     if with_only:
         from . import BENCHMARKS  # here, not at the top: bench/__init__ imports this module lazily
@@ -402,12 +510,24 @@ def parse_args(argv: list[str] | None, prog: str, with_only: bool) -> argparse.N
         p.add_argument("--only", default=names, help=f"comma-separated benchmarks (default: all of {names})")
     p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                    help="all = cpu, plus cuda when torch.cuda.is_available()")
-    p.add_argument("--out", type=Path, default=None, help="JSON output dir (default: bench/results/ "
-                   "if it exists here, else ./pygan-bench-results/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None,
+                       help="JSON output dir (default: a fresh ./pygan-bench-results/<date-time>/)")
+    where.add_argument("--publish", action="store_true",
+                       help=f"update the tracked results in {PUBLISHED}/ (run from a checkout's root; "
+                            "not with --quick)")
     p.add_argument("--quick", action="store_true", help="short timing (smoke run, not for publishing)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = p.parse_args(argv)
-    args.out = args.out or default_out_dir()
+    if args.publish:
+        if args.quick:
+            p.error("--publish: a --quick run is a smoke test, not numbers to publish; drop --quick "
+                    "(or pass --out DIR)")
+        if not PUBLISHED.is_dir():
+            p.error(f"--publish: no {PUBLISHED}/ here; run from the root of a pygan checkout (or pass --out DIR)")
+        args.out = PUBLISHED
+    elif args.out is None:
+        args.out = fresh_out_dir()
     if args.threads:
         torch.set_num_threads(args.threads)
     return args

@@ -19,14 +19,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout: `python -m bench.clip`, or `python bench/clip.py` (no package)
-    if __package__:
-        from . import _harness as H
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
+if not __package__:  # `python bench/clip.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 import torch
 
@@ -45,7 +42,7 @@ def _loop(params: list[torch.Tensor]) -> None:
 
 
 def _data_loop(params: list[torch.Tensor]) -> None:
-    # Verbatim what WGAN codebases write (the issue's "loop"); `.data` costs a little per tensor.
+    # Verbatim what WGAN codebases write (the "loop" row); `.data` costs a little per tensor.
     for p in params:
         p.data.clamp_(-CLIP, CLIP)
 
@@ -96,7 +93,7 @@ def candidates(params: list[torch.Tensor], with_copy: bool) -> list[H.Candidate]
 
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets, evaluated on this run (reported, never asserted)."""
+    """The speed targets, evaluated on this run (reported, never asserted)."""
     r = H.ratio
     if device == "cpu":
         return [H.target("clip_ time / flat clamp_ time, MLP 12x512",

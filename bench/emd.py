@@ -1,7 +1,7 @@
 """Benchmark pygan's exact optimal transport (``pygan.ot``) against POT and scipy.
 
 Five parts, all in ``emd_<device>.json`` (each case has a ``part`` field). Every cost is float64.
-POT (``ot``) and scipy are optional extras (``pip install "pygan[bench]"``): each is imported lazily,
+POT (``ot``) and scipy are optional extras (``pip install "pygan-torch[bench]"``): each is imported lazily,
 and a missing one turns its rows into *skipped* rows (with the reason) instead of failing the run.
 
 **square** (cases ``uniform NxN``, N = 256 ... 4096; ``--quick``: 64, 256): two 2-D Gaussian clouds
@@ -61,28 +61,21 @@ Usage: ``python bench/emd.py [--device cpu|cuda|all] [--out DIR] [--quick] [--th
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    from pygan.bench import _harness as H, tables
-except ImportError:  # a checkout: `python -m bench.emd`, or `python bench/emd.py` (no package)
-    if __package__:
-        from . import _harness as H, tables
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
-        import tables  # type: ignore[no-redef]
+if not __package__:  # `python bench/emd.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H, tables  # noqa: E402
 
 import numpy as np
 import torch
@@ -129,12 +122,7 @@ def optional(name: str) -> tuple[Any, str | None]:
         return None, f"{extra} is not installed ({e}); pip install {extra}"
 
 
-@dataclasses.dataclass
-class Candidate(H.Candidate):
-    """A harness candidate plus ``verify(state)``: a check of its own after the correctness run (pygan's
-    optimality certificate, POT's warnings). It raises AssertionError naming the case and row."""
-
-    verify: Callable[[Any], None] | None = None
+Candidate = H.Candidate  # with ``verify``: pygan's optimality certificate, POT's warnings
 
 
 def _scalar(x: Any) -> list[torch.Tensor]:
@@ -157,28 +145,25 @@ def _time_slow(fns: list[Callable[[], None]], first_s: list[float], device: str,
     The correctness call was the warm-up (rows under 1 s get one more, with their fresh state); a row
     whose correctness call took over ``VERY_SLOW_S`` is reported from that call alone.
     """
-    plan = []
+    counts, inners = [], []
     for fn, t in zip(fns, first_s):
         if t >= VERY_SLOW_S:
-            plan.append((0, 1))
+            counts.append(0)
+            inners.append(1)
             continue
         if t < 1.0:
             fn()
         inner = max(1, math.ceil(1e-3 / max(t, 1e-9)))
-        plan.append((int(min(30, max(3, SLOW_BUDGET_S[quick] // (t * inner)))), inner))
-    samples: list[list[float]] = [[] for _ in fns]
-    for r in range(max(n for n, _ in plan)):
-        for fn, (n, inner), out in zip(fns, plan, samples):
-            if r < n:
-                out.append(H._sample(fn, device, inner))
+        counts.append(int(min(30, max(3, SLOW_BUDGET_S[quick] // (t * inner)))))
+        inners.append(inner)
+    samples = H.round_robin(fns, device, inners, counts)
     timings, modes = [], []
-    for (n, inner), t, times in zip(plan, first_s, samples):
+    for n, inner, t, times in zip(counts, inners, first_s, samples):
         if n == 0:
             timings.append(H.Timing(t * 1e6, t * 1e6, t * 1e6, 1, 1))
             modes.append("single call")
             continue
-        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        timings.append(H.Timing(statistics.median(times), q1, q3, n, inner))
+        timings.append(H.summarize(times, inner))
         modes.append("slow")
     return timings, modes
 
@@ -206,24 +191,8 @@ def measure(case: str, candidates: list[Candidate], device: str, quick: bool, rt
         reason) and no times. ``fastest_baseline`` is None when no baseline could run.
     """
     print(f"emd [{device}] {case}", file=sys.stderr, flush=True)
-    ref_name = "the closed form" if expected is not None else None
-    first_s = []
-    for cand in candidates:  # phase 1: correctness of everything, before timing anything
-        st = cand.setup()
-        H.synchronize(device)
-        start = time.perf_counter()
-        cand.run(st)
-        H.synchronize(device)
-        first_s.append(time.perf_counter() - start)
-        if cand.check:
-            got = cand.result(st)
-            if expected is None:
-                expected, ref_name = got, cand.name
-            else:
-                H.check_close(f"{case} / {cand.name} vs {ref_name}", expected, got, rtol, 0.0)
-        if cand.verify is not None:
-            cand.verify(st)
-        del st
+    # Phase 1: correctness of everything, before timing anything.
+    first_s = H.check_candidates(case, candidates, device, rtol, 0.0, expected, "the closed form")
     rows = []
     if candidates:  # phase 2: timing
         states = [cand.setup() for cand in candidates]
@@ -234,8 +203,7 @@ def measure(case: str, candidates: list[Candidate], device: str, quick: bool, rt
             timings, modes = _time_slow(fns, first_s, device, quick)
         del states, fns
         for cand, t, mode, t0 in zip(candidates, timings, modes, first_s):
-            rows.append({"name": cand.name, "role": cand.role, **dataclasses.asdict(t),
-                         "iqr_us": t.q3_us - t.q1_us, "timing": mode, "first_call_us": t0 * 1e6})
+            rows.append(H.timing_row(cand.name, cand.role, t, timing=mode, first_call_us=t0 * 1e6))
             print(f"  {case:<24} {cand.name:<34} {t.median_us / 1e3:>12.3f} ms  ({mode})",
                   file=sys.stderr, flush=True)
     for name, role, reason in skipped:
@@ -246,16 +214,8 @@ def measure(case: str, candidates: list[Candidate], device: str, quick: bool, rt
 
 
 def finish_case(case: dict, vs: str | None) -> dict:
-    """Fill in ``fastest_baseline``, ``speedup_vs_fastest_baseline`` and ``speedup_vs_pot``."""
-    timed = [r for r in case["rows"] if r.get("median_us") is not None]
-    baselines = [r for r in timed if r["role"] == "baseline"]
-    fastest = min(baselines, key=lambda r: r["median_us"]) if baselines else None
-    case["fastest_baseline"] = fastest["name"] if fastest else None
-    pot = next((r for r in timed if r["name"] == vs), None) if vs else None
-    for r in timed:
-        r["speedup_vs_fastest_baseline"] = fastest["median_us"] / r["median_us"] if fastest else None
-        r["speedup_vs_pot"] = pot["median_us"] / r["median_us"] if pot else None
-    return case
+    """The harness's ratios, plus ``speedup_vs_pot`` against row ``vs`` (POT's)."""
+    return H.finish_case(case, vs, "speedup_vs_pot")
 
 
 def speedup(case: dict | None, base: str, name: str) -> float | None:
@@ -556,71 +516,6 @@ def part_points_dense(device: str, quick: bool, ot: Any, why_ot: str | None) -> 
                    metric="euclidean", weights="uniform")
 
 
-# One call of emd2_points in a fresh interpreter: its time and its peak resident memory growth, then
-# (after the measurement) its optimality certificate, computed in row blocks without a dense matrix.
-_CHILD = r"""
-import json, os, resource, sys, time
-args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-import pygan._build, pygan.ot
-assert pygan._build.load(), "pygan's extension did not load"
-
-def status(key):
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-
-n, tol = args["n"], args["tol"]
-gen = torch.Generator().manual_seed(args["seed"])
-x = torch.randn(n, 2, generator=gen, dtype=torch.float64)
-y = torch.randn(n, 2, generator=gen, dtype=torch.float64) + torch.tensor([1.0, 0.0], dtype=torch.float64)
-pygan.ot.emd2_points(x[:64], y[:64])  # warm-up: the extension, the thread pool
-rss0 = status("VmRSS")
-try:  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    hwm0 = status("VmHWM")
-    reset = rss0 is not None and hwm0 is not None and hwm0 <= rss0 + (1 << 20)
-except OSError:
-    reset = False
-ru0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-start = time.perf_counter()
-cost = pygan.ot.emd2_points(x, y)
-seconds = time.perf_counter() - start
-hwm = status("VmHWM")
-ru1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-if reset and hwm is not None and rss0 is not None:
-    growth, method = hwm - rss0, "VmHWM after - VmRSS before (peak reset via /proc/self/clear_refs)"
-else:
-    growth, method = ru1 - ru0, "ru_maxrss after - before (a lower bound if the peak was already higher)"
-
-# The certificate, after the measurement: emd2_points(log=True), costs recomputed in blocks of rows.
-cost2, log = pygan.ot.emd2_points(x, y, log=True)
-plan = log["plan"].coalesce()
-(i, j), p = plan.indices(), plan.values().double()
-u, v = log["u"].double(), log["v"].double()
-a = torch.full((n,), 1.0 / n, dtype=torch.float64)
-primal = max(float((torch.zeros(n, dtype=torch.float64).index_add_(0, i, p) - a).abs().max()),
-             float((torch.zeros(n, dtype=torch.float64).index_add_(0, j, p) - a).abs().max()),
-             float((-p).clamp_min(0).max()))
-dist = ((x[i] - y[j]) ** 2).sum(1).sqrt()
-gap = abs(float((p * dist).sum()) - float(a @ u + a @ v))
-violation, scale = 0.0, 0.0
-for s in range(0, n, 1024):
-    d = torch.cdist(x[s:s + 1024], y, compute_mode="donot_use_mm_for_euclid_dist")
-    scale = max(scale, float(d.max()))
-    violation = max(violation, float((u[s:s + 1024, None] + v[None, :] - d).max()))
-print(json.dumps({"seconds": seconds, "cost": float(cost), "cost_log": float(cost2), "status": log["status"],
-                  "peak_rss_growth_bytes": growth, "rss_before_bytes": rss0, "peak_rss_bytes": hwm,
-                  "ru_maxrss_bytes": ru1, "memory_method": method, "primal_residual": primal,
-                  "dual_violation": max(violation, 0.0), "duality_gap": gap, "max_cost": scale}))
-"""
-
-
 def part_points_memory(device: str, quick: bool, why_ot: str | None) -> dict:
     """emd2_points at n = 20000 (``--quick``: 2000) in a fresh subprocess: time and peak memory."""
     import pygan
@@ -630,15 +525,17 @@ def part_points_memory(device: str, quick: bool, why_ot: str | None) -> dict:
     print(f"emd [{device}] {name}: one emd2_points call in a fresh subprocess", file=sys.stderr, flush=True)
     root = str(Path(pygan.__file__).resolve().parent.parent)  # the same pygan as this process
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    args = {"n": n, "seed": SEED + n, "threads": torch.get_num_threads(), "tol": CERT_TOL}
+    args = {"n": n, "seed": SEED + n, "threads": torch.get_num_threads()}
     dense_gb = n * n * 8 / 1e9
     pot_reason = (f"not run (needs a {dense_gb:.1f} GB dense matrix)" if not quick else
                   f"not run (the full run shows n={TARGET_MEMORY_N}, where it would need a "
                   f"{TARGET_MEMORY_N ** 2 * 8 / 1e9:.1f} GB dense matrix)")
     rows: list[dict] = []
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
-                              env=env, timeout=POINTS_TIMEOUT_S)
+        # By path, not -m: the child imports nothing of bench/ (its memory is emd2_points' alone).
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("_points_memory.py")),
+                               json.dumps(args)], capture_output=True, text=True, env=env,
+                              timeout=POINTS_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         rows.append({"name": PYGAN_POINTS, "role": "pygan", "median_us": None,
                      "skipped": f"timed out after {POINTS_TIMEOUT_S} s"})
@@ -669,7 +566,7 @@ def part_points_memory(device: str, quick: bool, why_ot: str | None) -> dict:
 # ---- the run ---------------------------------------------------------------------------------------
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets on this run (reported, never asserted); None where a case did not run."""
+    """The speed targets on this run (reported, never asserted); None where a case did not run."""
     if device != "cpu":
         return []
     tg = []
@@ -699,19 +596,18 @@ def note(case: dict, r: dict) -> str:
 
 def print_table(title: str, cases: list[dict]) -> None:
     """The emd table: milliseconds, samples, both ratios, and each row's note."""
-    print(f"\n{title}")
-    head = (f"{'case':<24} {'candidate':<34} {'median ms':>12} {'IQR ms':>10} {'smp':>3} {'vs best':>8} "
-            f"{'vs POT':>8}  note")
-    print(head)
-    print("-" * len(head))
-    for case in cases:
-        for r in case["rows"]:
-            samples = r.get("samples") or 0
-            iqr = tables.ms(r.get("iqr_us") if samples > 1 else None)  # no spread from a single call
-            print(f"{case['case']:<24} {r['name']:<34} {tables.ms(r.get('median_us')):>12} {iqr:>10} "
-                  f"{samples or '':>3} {tables.ratio(r.get('speedup_vs_fastest_baseline')):>8} "
-                  f"{tables.ratio(r.get('speedup_vs_pot')):>8}  {note(case, r)}")
-        print()
+    def iqr(c: dict, r: dict) -> str:  # no spread from a single call
+        return tables.ms(r.get("iqr_us") if (r.get("samples") or 0) > 1 else None)
+
+    H.print_rows(title, cases, [
+        H.Column("case", 24, lambda c, r: c["case"], "<"),
+        H.Column("candidate", 34, lambda c, r: r["name"], "<"),
+        H.Column("median ms", 12, lambda c, r: tables.ms(r.get("median_us"))),
+        H.Column("IQR ms", 10, iqr),
+        H.Column("smp", 3, lambda c, r: str(r.get("samples") or "")),
+        H.Column("vs best", 8, lambda c, r: tables.ratio(r.get("speedup_vs_fastest_baseline"))),
+        H.Column("vs POT", 8, lambda c, r: tables.ratio(r.get("speedup_vs_pot"))),
+    ], note)
 
 
 def run(device: str, out_dir: Path, quick: bool) -> dict:

@@ -18,14 +18,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout: `python -m bench.optim`, or `python bench/optim.py` (no package)
-    if __package__:
-        from . import _harness as H
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
+if not __package__:  # `python bench/optim.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 import torch
 
@@ -121,7 +118,7 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
         results.append(case)
         del params, grads
     cases = {c["case"]: c for c in results}
-    # The issue states one optimizer target (>= 3x the fastest torch RMSprop + clamp), for CPU and GPU;
+    # There is one optimizer target (>= 3x the fastest torch RMSprop + clamp), for CPU and GPU;
     # it is reported for every critic measured.
     tg = [H.target(f"ClippedRMSprop.step speedup vs fastest baseline, {c}",
                    H.ratio(cases, c, "best", "pygan"), ">=", 3.0) for c in cases]

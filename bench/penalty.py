@@ -36,7 +36,7 @@ time / every; ``steps_per_call`` in the JSON), so the expensive step is always c
 The critics: the toy MLP (Linear(2, 512)-ReLU, two Linear(512, 512)-ReLU, Linear(512, 1)), and the
 WGAN paper's DCGAN-64 critic **without BatchNorm**: batch normalisation couples the samples of a
 batch, so WGAN-GP replaces it (Gulrajani et al. 2017, §4); here each BatchNorm2d of
-``_harness._dcgan64`` is a ``GroupNorm(1, C)``, i.e. layer normalisation over (C, H, W) with a
+``_harness.dcgan64`` is a ``GroupNorm(1, C)``, i.e. layer normalisation over (C, H, W) with a
 per-channel scale and shift, as in the WGAN-GP authors' code. Same parameter count (2,765,568).
 
 Correctness before timing: every row starts from a deep copy of the same critic (seed 0), the same
@@ -62,14 +62,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout: `python -m bench.penalty`, or `python bench/penalty.py` (no package)
-    if __package__:
-        from . import _harness as H
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
+if not __package__:  # `python bench/penalty.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 import torch
 
@@ -136,7 +133,7 @@ def _epilogue_grads(shape: tuple[int, int], device: str) -> torch.Tensor:
 # ---- (b) and (c): critic steps ---------------------------------------------------------------------
 
 def _dcgan64_no_bn() -> torch.nn.Module:
-    """_harness._dcgan64 with each BatchNorm2d replaced by GroupNorm(1, C): layer norm over (C, H, W)."""
+    """_harness.dcgan64 with each BatchNorm2d replaced by GroupNorm(1, C): layer norm over (C, H, W)."""
     def block(c_in: int, c_out: int, norm: bool) -> list[torch.nn.Module]:
         conv = torch.nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
         return [conv, *([torch.nn.GroupNorm(1, c_out)] if norm else []), torch.nn.LeakyReLU(0.2)]
@@ -163,7 +160,7 @@ def step_critics(device: str, quick: bool) -> list[tuple[str, int, Callable[[], 
         return build
 
     dcgan_batch = DCGAN_QUICK_BATCH if quick else 64
-    return [("MLP 3x512", 256, make(lambda: H._mlp(3, 512), (2,), 256, False)),
+    return [("MLP 3x512", 256, make(lambda: H.mlp(3, 512), (2,), 256, False)),
             ("DCGAN-64", dcgan_batch, make(_dcgan64_no_bn, (3, 64, 64), dcgan_batch, True))]
 
 
@@ -311,13 +308,13 @@ def _per_step(case: dict) -> None:
 # ---- the run ---------------------------------------------------------------------------------------
 
 def targets(cases: dict[str, dict], device: str) -> list[dict]:
-    """The issue's targets on this run (reported, never asserted)."""
+    """The speed targets on this run (reported, never asserted)."""
     r = H.ratio
     big, small = (3.0, 5.0) if device.startswith("cuda") else (2.5, 5.0)
     tg = [H.target(f"grad_penalty fwd+bwd speedup vs pygan.reference.grad_penalty, {name}",
                    r(cases, name, "pygan.reference.grad_penalty", "pygan"), ">=", threshold)
           for (name, _), threshold in zip(EPILOGUE_SHAPES, (big, small))]
-    if device == "cpu":  # the issue states the fd target for CPU
+    if device == "cpu":  # the fd target is stated for CPU
         for critic in ("MLP 3x512", "DCGAN-64"):
             tg.append(H.target(f"fd_penalty critic step speedup vs double-backward GP step, {critic}",
                                r(cases, f"fd/lazy {critic}", "best", "fd_penalty every step"), ">=", 1.5))

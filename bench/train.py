@@ -74,20 +74,15 @@ import argparse
 import copy
 import math
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Callable
 
-try:
-    from pygan.bench import _harness as H, tables
-except ImportError:  # a checkout: `python -m bench.train`, or `python bench/train.py` (no package)
-    if __package__:
-        from . import _harness as H, tables
-    else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import _harness as H  # type: ignore[no-redef]
-        import tables  # type: ignore[no-redef]
+if not __package__:  # `python bench/train.py`: run as a module of the bench package (PEP 366)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import _harness as H, tables  # noqa: E402
 
 import torch
 
@@ -320,15 +315,9 @@ def time_rows(loops: list, device: str, quick: bool) -> list[H.Timing]:
         for _ in range(plan["warmup"]):
             loop.step()
     k = plan["steps_per_sample"]
-    per_step: list[list[float]] = [[] for _ in loops]
-    for _ in range(plan["samples"]):
-        for loop, out in zip(loops, per_step):
-            out.append(H._sample(loop.step, device, k))
-    timings = []
-    for times in per_step:
-        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        timings.append(H.Timing(statistics.median(times), q1, q3, len(times), k))
-    return timings
+    per_step = H.round_robin([loop.step for loop in loops], device, [k] * len(loops),
+                             [plan["samples"]] * len(loops))
+    return [H.summarize(times, k) for times in per_step]
 
 
 def measure(case: str, loss: str, device: str, quick: bool, compile: bool) -> dict:
@@ -340,36 +329,25 @@ def measure(case: str, loss: str, device: str, quick: bool, compile: bool) -> di
     del loops
     out = []
     for row, t in zip(rows, timings):
-        r = {"name": row.name, "role": row.role, "median_us": t.median_us, "q1_us": t.q1_us, "q3_us": t.q3_us,
-             "iqr_us": t.q3_us - t.q1_us, "samples": t.samples, "inner": t.inner,
-             "steps_per_s": 1e6 / t.median_us, **info[row.name]}
-        out.append(r)
+        out.append(H.timing_row(row.name, row.role, t, steps_per_s=1e6 / t.median_us, **info[row.name]))
         print(f"  {case:<20} {row.name:<62} {t.median_us / 1e3:>10.2f} ms/step", file=sys.stderr, flush=True)
     for name, entry in info.items():
         if "skipped" in entry:
             out.append({"name": name, "median_us": None, **entry})
-    baselines = [r for r in out if r["role"] == "baseline" and r["median_us"] is not None]
-    fastest = min(baselines, key=lambda r: r["median_us"])
-    for r in out:
-        if r["median_us"] is not None:
-            r["speedup_vs_fastest_baseline"] = fastest["median_us"] / r["median_us"]
-    return {"case": case, "loss": loss, "fastest_baseline": fastest["name"], "bytes_per_call": None,
-            "unit": "generator step", "rows": out}
+    return H.finish_case({"case": case, "loss": loss, "fastest_baseline": None, "bytes_per_call": None,
+                          "unit": "generator step", "rows": out})
 
 
 def print_table(title: str, cases: list[dict]) -> None:
     """Per generator step: median and IQR in ms, steps/s, vs the fastest baseline, the check's note."""
-    print(f"\n{title}")
-    head = (f"{'case':<20} {'candidate':<62} {'ms/step':>9} {'IQR ms':>8} {'steps/s':>8} {'vs best':>8}  note")
-    print(head)
-    print("-" * len(head))
-    for case in cases:
-        for r in case["rows"]:
-            sps = "" if r.get("steps_per_s") is None else f"{r['steps_per_s']:.1f}"
-            vs = tables.ratio(r.get("speedup_vs_fastest_baseline"))
-            print(f"{case['case']:<20} {r['name']:<62} {tables.ms(r.get('median_us')):>9} "
-                  f"{tables.ms(r.get('iqr_us')):>8} {sps:>8} {vs:>8}  {'; '.join(tables.train_row_notes(case, r))}")
-        print()
+    H.print_rows(title, cases, [
+        H.Column("case", 20, lambda c, r: c["case"], "<"),
+        H.Column("candidate", 62, lambda c, r: r["name"], "<"),
+        H.Column("ms/step", 9, lambda c, r: tables.ms(r.get("median_us"))),
+        H.Column("IQR ms", 8, lambda c, r: tables.ms(r.get("iqr_us"))),
+        H.Column("steps/s", 8, lambda c, r: "" if r.get("steps_per_s") is None else f"{r['steps_per_s']:.1f}"),
+        H.Column("vs best", 8, lambda c, r: tables.ratio(r.get("speedup_vs_fastest_baseline"))),
+    ], lambda c, r: "; ".join(tables.train_row_notes(c, r)))
 
 
 def run(device: str, out_dir: Path, quick: bool, compile: bool | None = None) -> dict:

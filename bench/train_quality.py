@@ -38,8 +38,10 @@ Collected per run (from ``metrics.jsonl`` and the final checkpoint):
 Also the "sampling floor": the exact W1 between two independent 1000-point samples of each dataset
 (what a perfect generator would score, since W1 is measured between finite samples).
 
-Writes ``--json`` (default bench/results/train_quality_cpu.json), prints a markdown table, and draws
-``docs/img/train/quality_seed0.png`` (seed 0's samples.png of every run, rows = losses, columns =
+Writes ``--json`` (default: ``train_quality_cpu.json`` in a fresh ``./pygan-bench-results/<date-time>/``;
+``--publish``: the tracked ``bench/results/train_quality_cpu.json``), prints a markdown table, and draws
+into ``--img-dir`` (default: ``img/`` beside that JSON; ``--publish``: ``docs/img/train/``)
+``quality_seed0.png`` (seed 0's samples.png of every run, rows = losses, columns =
 datasets) and ``docs/img/train/wgan_gp_8gaussians_w1.png`` (W1 and the critic estimate vs step of
 the wgan-gp / 8gaussians runs, all seeds; the same for each extra row, e.g.
 ``wgan_gp_lambda_10_8gaussians_w1.png``).
@@ -48,7 +50,7 @@ Usage::
 
     python bench/train_quality.py [--losses ...] [--datasets ...] [--seeds 0 1 2] [--jobs 1]
         [--runs-dir runs/quality] [--order loss|seed] [--extra-row "LABEL|LOSS|DATA|FLAGS"]
-        [--collect-only] [--list] [--json PATH] [--img-dir DIR]
+        [--collect-only] [--list] [--json PATH] [--img-dir DIR] [--publish]
         [-- extra trainer flags, e.g. --steps 1000 --hidden 256 --eval-every 100]
 """
 
@@ -70,8 +72,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
+if not __package__:  # `python bench/train_quality.py`: run as a module of the bench package (PEP 366)
     sys.path.insert(0, str(ROOT))
+    __package__ = "bench"
+
+from . import _harness as H  # noqa: E402
 
 LOSSES = ("gan", "nsgan", "wgan", "wgan-gp", "wgan-gp-one-sided", "nsgan-r1", "wgan-fd")
 DATASETS = ("8gaussians", "25gaussians", "swissroll")
@@ -426,14 +431,7 @@ def _loadavg() -> list[float] | None:
 def machine_info() -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = H.cpu_model()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__, "threads_per_run": 1,
@@ -461,10 +459,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="an extra table row (e.g. the same loss with other flags): the common flags plus FLAGS")
     p.add_argument("--collect-only", action="store_true", help="run nothing; collect what is there")
     p.add_argument("--list", action="store_true", help="print the runs in their order and exit")
-    p.add_argument("--json", default=str(ROOT / "bench/results/train_quality_cpu.json"))
-    p.add_argument("--img-dir", default=str(ROOT / "docs/img/train"))
+    p.add_argument("--json", default=None, help="default: a fresh ./pygan-bench-results/<date-time>/"
+                                                "train_quality_cpu.json (--publish: bench/results/)")
+    p.add_argument("--img-dir", default=None, help="default: img/ beside --json (--publish: docs/img/train/)")
+    p.add_argument("--publish", action="store_true",
+                   help="update the tracked bench/results/train_quality_cpu.json and docs/img/train/")
     p.add_argument("--montage-seed", type=int, default=0)
     args = p.parse_args(argv)
+    # Never overwrite the tracked results unless asked: a trial run must not replace the docs' numbers.
+    if args.json is None:
+        args.json = str(ROOT / "bench/results/train_quality_cpu.json" if args.publish
+                        else H.fresh_out_dir() / "train_quality_cpu.json")
+    if args.img_dir is None:
+        args.img_dir = str(ROOT / "docs/img/train" if args.publish else Path(args.json).parent / "img")
     runs_dir = Path(args.runs_dir)
 
     # Rows: (label, loss, datasets, trainer flags); the extra rows after the losses.

@@ -1,4 +1,4 @@
-// Every pygan op schema, in one place (DESIGN.md: one schema file, one loader, one reference module).
+// Every pygan op schema, in one place (one schema file, one loader, one reference module).
 //
 // Backend kernels live beside their ops: csrc/cpu/<op>_cpu.cpp registers TORCH_LIBRARY_IMPL(pygan, CPU)
 // and csrc/cuda/<op>_cuda.cu registers TORCH_LIBRARY_IMPL(pygan, CUDA). Fake (meta) kernels are

@@ -1,4 +1,4 @@
-"""Build and load pygan's C++/CUDA extension: the one place that decides how (DESIGN.md).
+"""Build and load pygan's C++/CUDA extension: the one place that decides how.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` and ninja, into a
 cache directory keyed by everything that changes the binary (torch version, CUDA or not, CPU vector

@@ -2,7 +2,7 @@
 
 The solver (csrc/emd/, see docs/ot.md) is a network simplex in float64 on CPU threads; inputs may
 be numpy arrays or torch tensors on any device and in any floating dtype, and results come back in
-the input's kind, device and dtype. Conventions (MISSION.md §4):
+the input's kind, device and dtype. Conventions (docs/ot.md):
 
 - ``EMD(a, b, M) = min <P, M>`` over plans ``P >= 0`` with row sums ``a`` and column sums ``b``.
 - ``a``/``b`` of None (or empty, as POT allows) mean uniform weights. Totals must agree to
@@ -437,7 +437,7 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
 
 
 def check_optimality(a, b, M, plan, u, v) -> Certificate:
-    """The optimality certificate of a transport plan and duals (MISSION.md §4).
+    """The optimality certificate of a transport plan and duals (docs/ot.md).
 
     P is optimal and (u, v) dual optimal iff all three numbers are zero: P is a plan, (u, v) is dual
     feasible, and the primal and dual objectives agree (complementary slackness).

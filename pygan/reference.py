@@ -163,7 +163,7 @@ def grad_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction:
 
 
 # --------------------------------------------------------------------------------------------------
-# Exact optimal transport (issue 4): the oracle for pygan.ot and its fallback without the extension.
+# Exact optimal transport: the oracle for pygan.ot and its fallback without the extension.
 # --------------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _bench(tmp_path, only, env=None):
     out = subprocess.run([sys.executable, "-m", "pygan", "bench", "--quick", "--device", "cpu", "--only", only,
@@ -131,3 +133,136 @@ def test_tables_render_every_committed_result(capsys):
     text = capsys.readouterr().out
     assert "`train_quality_cpu.json`" in text and "| wgan-gp, λ = 10 |" in text
     assert "`emd_cpu.json`" in text and "`train_cpu.json`" in text
+
+
+# ---- the harness itself (fast, no timing worth reading) ---------------------------------------------------
+
+try:
+    from pygan.bench import _harness as H
+except ImportError:  # a checkout used without installing
+    from bench import _harness as H
+
+
+def _candidate(name, role, value, calls=None, **kw):
+    import torch
+
+    def run(state):
+        state["out"] = torch.tensor([value])
+        if calls is not None:
+            calls.append(name)
+
+    return H.Candidate(name, role, dict, run, lambda st: [st["out"]], **kw)
+
+
+def test_a_wrong_candidate_fails_before_anything_is_timed(monkeypatch):
+    timed = []
+    monkeypatch.setattr(H, "time_interleaved", lambda *a, **k: timed.append(1))
+    cands = [_candidate("torch", "baseline", 1.0), _candidate("fast but wrong", "pygan", 2.0)]
+    with pytest.raises(AssertionError, match="fast but wrong"):
+        H.run_case("case", cands, "cpu", quick=True)
+    assert not timed
+
+
+def test_check_candidates_verify_and_reference():
+    seen = []
+    cands = [_candidate("a", "baseline", 1.0), _candidate("b", "pygan", 1.0, verify=lambda st: seen.append("b")),
+             _candidate("copy", "reference", 5.0, check=False)]
+    first = H.check_candidates("case", cands, "cpu", 0.0, 0.0)
+    assert len(first) == 3 and all(t >= 0 for t in first) and seen == ["b"]
+    import torch
+
+    with pytest.raises(AssertionError, match="b vs the closed form"):
+        H.check_candidates("case", cands[1:2], "cpu", 0.0, 0.0, [torch.tensor([3.0])], "the closed form")
+
+
+def test_round_robin_interleaves_and_counts():
+    calls = []
+    times = H.round_robin([lambda: calls.append("x"), lambda: calls.append("y")], "cpu", [2, 1], [3, 1])
+    assert [len(t) for t in times] == [3, 1]
+    assert calls == ["x", "x", "y", "x", "x", "x", "x"]  # round 1: x (2 calls), y; rounds 2-3: x only
+    t = H.summarize([1.0, 2.0, 3.0, 4.0, 5.0], 7)
+    assert (t.median_us, t.q1_us, t.q3_us, t.samples, t.inner) == (3.0, 2.0, 4.0, 5, 7)
+
+
+def test_finish_case_ratios():
+    case = {"case": "c", "rows": [{"name": "slow", "role": "baseline", "median_us": 4.0},
+                                  {"name": "fast", "role": "baseline", "median_us": 2.0},
+                                  {"name": "pygan", "role": "pygan", "median_us": 1.0},
+                                  {"name": "POT", "role": "baseline", "median_us": None, "skipped": "no POT"}]}
+    H.finish_case(case, "slow", "speedup_vs_slow")
+    rows = {r["name"]: r for r in case["rows"]}
+    assert case["fastest_baseline"] == "fast"
+    assert rows["pygan"]["speedup_vs_fastest_baseline"] == 2.0 and rows["pygan"]["speedup_vs_slow"] == 4.0
+    assert "speedup_vs_fastest_baseline" not in rows["POT"]
+    alone = H.finish_case({"rows": [{"name": "p", "role": "pygan", "median_us": 1.0}]}, "POT", "vs_pot")
+    assert alone["fastest_baseline"] is None and alone["rows"][0]["speedup_vs_fastest_baseline"] is None
+    assert alone["rows"][0]["vs_pot"] is None
+
+
+def test_results_go_to_a_fresh_folder_unless_published(tmp_path, monkeypatch):
+    """A run (--quick above all) never overwrites the tracked bench/results/ unless told to."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    first = H.parse_args(["--quick"], "bench", with_only=False).out
+    assert first.parent == Path("pygan-bench-results") and not first.exists()
+    first.mkdir(parents=True)
+    second = H.parse_args([], "bench", with_only=False).out
+    assert second != first and second.parent == first.parent and not second.exists()
+    assert H.parse_args(["--publish"], "bench", with_only=False).out == Path("bench") / "results"
+    assert H.parse_args(["--out", "bench/results"], "bench", with_only=False).out == Path("bench/results")
+    for argv in (["--publish", "--quick"], ["--publish", "--out", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            H.parse_args(argv, "bench", with_only=False)
+        assert exc.value.code == 2
+    monkeypatch.chdir(tmp_path / "bench")  # not a checkout's root: nothing to publish into
+    with pytest.raises(SystemExit) as exc:
+        H.parse_args(["--publish"], "bench", with_only=False)
+    assert exc.value.code == 2
+
+
+def test_bench_quick_leaves_tracked_results_alone(tmp_path):
+    """`python -m pygan bench --quick` in a checkout writes under ./pygan-bench-results/, not bench/results/."""
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    tracked = tmp_path / "bench" / "results" / "clip_cpu.json"
+    tracked.write_text("{}")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    out = subprocess.run([sys.executable, "-m", "pygan", "bench", "--quick", "--device", "cpu", "--only", "clip",
+                          "--threads", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert tracked.read_text() == "{}"
+    written = list((tmp_path / "pygan-bench-results").glob("*/clip_cpu.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["quick"] is True
+
+
+def test_points_memory_child_certifies_its_call():
+    """bench/_points_memory.py (the emd memory part's child process) on a small problem."""
+    root = Path(__file__).resolve().parent.parent
+    child = root / "bench" / "_points_memory.py"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, str(child), json.dumps({"n": 300, "seed": 3, "threads": 1})],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["status"] == "optimal" and res["seconds"] > 0 and res["peak_rss_growth_bytes"] >= 0
+    assert abs(res["cost"] - res["cost_log"]) <= 1e-9 * res["cost"]
+    assert res["primal_residual"] <= 1e-9 and res["dual_violation"] <= 1e-9 * res["max_cost"]
+    assert res["duality_gap"] <= 1e-9 * res["max_cost"]
+
+
+def test_train_quality_leaves_tracked_results_alone(tmp_path, monkeypatch):
+    """bench/train_quality.py without --publish writes its JSON and pictures to a fresh folder."""
+    pytest.importorskip("matplotlib")
+    try:
+        from pygan.bench import train_quality
+    except ImportError:  # a checkout used without installing
+        from bench import train_quality
+    tracked = Path(train_quality.ROOT) / "bench" / "results" / "train_quality_cpu.json"
+    before = tracked.read_bytes() if tracked.exists() else None
+    monkeypatch.chdir(tmp_path)
+    rc = train_quality.main(["--collect-only", "--losses", "wgan", "--datasets", "8gaussians", "--seeds", "0",
+                             "--runs-dir", str(tmp_path / "runs")])
+    assert rc == 1  # nothing was run, so the one run is unfinished; the files are still written
+    written = list((tmp_path / "pygan-bench-results").glob("*/train_quality_cpu.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["runs"]
+    assert (tracked.read_bytes() if tracked.exists() else None) == before

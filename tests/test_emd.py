@@ -1,7 +1,7 @@
 """The exact EMD solver (pygan.ot: emd, emd2, emd2_points): every solve is checked by its optimality
 certificate (primal feasibility, dual feasibility on every pair, zero duality gap, a basic plan), and
 the costs against independent oracles: brute force over permutations, the slow reference solver
-(pygan.reference.emd), POT, and closed forms (MISSION.md §4)."""
+(pygan.reference.emd), POT, and closed forms."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def cdist(x, y, p: float = 1.0) -> torch.Tensor:
 
 
 def assert_optimal(a, b, M, plan, u, v):
-    """The certificate (MISSION.md §4) of a solve, scale-relative: the plan is a plan (to 1e-12 of
+    """The optimality certificate of a solve, scale-relative: the plan is a plan (to 1e-12 of
     the mass), the duals are feasible for EVERY pair (zero-weight rows/columns included) and the
     primal and dual objectives agree (to 1e-9 of max|M|); the plan is basic (<= n + m - 1 entries).
     b is brought to a's total first, as the solver does (mass_tol / rescale)."""
@@ -226,7 +226,7 @@ def test_matches_pot_points_sqeuclidean_3d(pot):
 
 @pytest.mark.parametrize("scale", [1.0, 0.1])
 def test_piles_example(scale):
-    # MISSION §4: piles [3, 2, 1, 4] -> [1, 2, 4, 3] at positions 0..3, cost |i - j|: EMD = 5.
+    # Piles [3, 2, 1, 4] -> [1, 2, 4, 3] at positions 0..3, cost |i - j|: EMD = 5.
     a = torch.tensor([3.0, 2.0, 1.0, 4.0], dtype=F64) * scale
     b = torch.tensor([1.0, 2.0, 4.0, 3.0], dtype=F64) * scale
     pos = torch.arange(4, dtype=F64)

@@ -72,7 +72,7 @@ def test_brute_force_assignment(n, seed):
 
 @pytest.mark.parametrize("scale", [1.0, 0.1])
 def test_piles_example(scale):
-    # MISSION §4: masses 10 each -> EMD 5; normalised (scale 0.1) -> 0.5.
+    # The piles example: masses 10 each -> EMD 5; normalised (scale 0.1) -> 0.5.
     a, b = t64([3, 2, 1, 4]) * scale, t64([1, 2, 4, 3]) * scale
     x = torch.arange(4, dtype=F64)
     M = (x[:, None] - x[None, :]).abs()

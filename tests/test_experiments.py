@@ -5,6 +5,8 @@ refusals. One thread, tiny critics: the file takes a few seconds.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -238,3 +240,70 @@ def test_python_m_pygan_experiment_dispatch():
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert "clipping-vs-gp" in proc.stderr and "w-vs-js" in proc.stderr
+
+
+# ---- the command line is derived from the configs; the plots draw what they are given ------------------
+
+def _flags(subcommand: str) -> set[str]:
+    parser = experiment_cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[subcommand]
+    return {s for a in sub._actions for s in a.option_strings if s not in ("-h", "--help")}
+
+
+# The flag names users type (and docs/experiments.md shows): deriving them must not rename any.
+CLIPPING_FLAGS = {"--out", "--seed", "--device", "--force", "--no-plots", "--quiet", "--steps", "--surface-steps",
+                  "--clips", "--gp-weight", "--width", "--layers", "--surface-width", "--surface-layers",
+                  "--batch-size", "--measure-batches", "--grid", "--no-surfaces"}
+W_VS_JS_FLAGS = {"--out", "--seed", "--device", "--force", "--no-plots", "--quiet", "--thetas", "--samples",
+                 "--bin-width", "--k"}
+
+
+def test_cli_flags_are_the_config_fields():
+    assert _flags("clipping-vs-gp") == CLIPPING_FLAGS
+    assert _flags("w-vs-js") == W_VS_JS_FLAGS
+    for config, flags in ((ClippingConfig, CLIPPING_FLAGS), (WvsJSConfig, W_VS_JS_FLAGS)):
+        for f in dataclasses.fields(config):
+            name = f.name.replace("_", "-")
+            assert (f"--{name}" in flags or f"--no-{name}" in flags) != (f.metadata.get("cli") is False), f.name
+
+
+def test_cli_builds_the_config_it_was_given():
+    """Every flag lands in its field (tuples as tuples), the rest keep the dataclass defaults."""
+    parser = experiment_cli.build_parser()
+    args = parser.parse_args(["clipping-vs-gp", "--out", "o", "--clips", "0.5,0.05", "--gp-weight", "10",
+                              "--no-surfaces", "--no-plots", "--quiet", "--steps", "7", "--device", "auto"])
+    cfg = experiment_cli.config_from_args(ClippingConfig, args)
+    assert cfg == ClippingConfig(out="o", clips=(0.5, 0.05), gp_weight=10.0, surfaces=False, plots=False,
+                                 quiet=True, steps=7, device="auto")
+    cfg = experiment_cli.config_from_args(WvsJSConfig, parser.parse_args(["w-vs-js"]))
+    assert cfg == WvsJSConfig()  # the defaults, the θ grid included
+
+
+def test_a_config_field_without_help_is_refused():
+    @dataclasses.dataclass
+    class Bad:
+        out: str = "x"
+        new_knob: int = 3
+
+    with pytest.raises(TypeError, match="new_knob"):
+        experiment_cli.add_config_flags(argparse.ArgumentParser(), Bad)
+
+
+def test_plots_draw_only_what_they_are_given(tmp_path):
+    """plots.surfaces takes its grid extent and points from the caller: it imports no experiment and
+    draws no samples of its own."""
+    pytest.importorskip("matplotlib")
+    import ast
+
+    from pygan.experiments import plots
+
+    tree = ast.parse(Path(plots.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and (m.startswith("pygan.experiments.clipping")
+                                              or m.startswith("pygan.experiments.w_vs") or m == "pygan.train.data")}
+    values = {"8gaussians": {"clip=0.01": torch.randn(6, 6), "gp": torch.randn(6, 6)},
+              "swissroll (depth critic)": {"clip=0.01": torch.zeros(6, 6), "gp": torch.randn(6, 6)}}
+    points = {"8gaussians": torch.randn(10, 2), "swissroll": torch.randn(10, 2)}
+    plots.surfaces(tmp_path / "s.png", values, points, 2.0, 12, 3)
+    assert (tmp_path / "s.png").stat().st_size > 0

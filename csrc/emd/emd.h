@@ -1,6 +1,6 @@
 // The exact discrete EMD (optimal transport) solver: pygan's torch-free core.
 //
-// Raw arrays in, a status out (STYLE.md lesson 5). Everything is float64 inside; the binding
+// Raw arrays in, a status out (as POT's ot/lp core). Everything is float64 inside; the binding
 // (csrc/emd_binding.cpp) converts torch tensors, releases the GIL and supplies a parallel-for.
 //
 // Problem: min <P, C> over P >= 0 with P 1 = a, P^T 1 = b, where C is either a dense row-major

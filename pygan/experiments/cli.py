@@ -7,6 +7,7 @@ result without --force).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from pygan.experiments import EXPERIMENTS
@@ -20,17 +21,52 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
-def _common_args(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a previous result in --out (removes only the files this experiment writes)")
-    p.add_argument("--no-plots", dest="plots", action="store_false", help="write report.json only")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+# Help of the options every experiment has; an experiment's own fields carry theirs in field metadata.
+_COMMON_HELP = {
+    "out": "output directory",
+    "seed": "seed of every random draw",
+    "device": "cpu, cuda, cuda:N or auto",
+    "force": "overwrite a previous result in --out (removes only the files this experiment writes)",
+    "plots": "write report.json only",
+    "quiet": "no progress lines on stderr",
+}
+
+
+def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
+    """One flag per field of the dataclass ``config``, as ``python -m pygan train`` derives its own.
+
+    The flag is the field's name with ``-`` for ``_``; a bool defaulting to True becomes ``--no-NAME``
+    (store_false), one defaulting to False ``--NAME`` (store_true); a tuple becomes comma-separated
+    numbers. Help comes from ``field.metadata["help"]`` (or the common options' texts), the shown default
+    from ``metadata["default_text"]`` when given. Fields with ``metadata["cli"] is False`` get no flag.
+
+    Raises:
+        TypeError: a field without help (every flag must say what it does).
+    """
+    for f in dataclasses.fields(config):
+        if f.metadata.get("cli", True) is False:
+            continue
+        help_text = f.metadata.get("help", _COMMON_HELP.get(f.name))
+        if help_text is None:
+            raise TypeError(f"{config.__name__}.{f.name}: expected a metadata 'help' text for its flag")
+        name = f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            if f.default:
+                p.add_argument(f"--no-{name}", dest=f.name, action="store_false", help=help_text)
+            else:
+                p.add_argument(f"--{name}", dest=f.name, action="store_true", help=help_text)
+            continue
+        shown = f.metadata.get("default_text", "%(default)s")
+        if isinstance(f.default, tuple):
+            p.add_argument(f"--{name}", dest=f.name, type=_floats, default=f.default,
+                           help=f"{help_text} (default: {shown})")
+        else:
+            p.add_argument(f"--{name}", dest=f.name, type=type(f.default), default=f.default,
+                           help=f"{help_text} (default: {shown})")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m pygan experiment`` parser: one subcommand per experiment, flags from its config."""
     parser = argparse.ArgumentParser(prog="python -m pygan experiment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="name", metavar="NAME", required=True,
@@ -38,48 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pygan.experiments.clipping_vs_gp import ClippingConfig
 
-    d = ClippingConfig()
     p = sub.add_parser("clipping-vs-gp", help="WGAN-GP Figure 1: weight clipping against the gradient penalty",
                        description="WGAN-GP §3 / Figure 1: critics trained against a fixed generator (real data "
                                    "+ N(0, I)) with weight clipping and with the gradient penalty: weight "
                                    "histograms, per-layer gradient norms of a 12-layer critic on the Swiss roll, "
                                    "value surfaces on three toy datasets. See docs/experiments.md.")
-    _common_args(p, "runs/clipping-vs-gp")
-    p.add_argument("--steps", type=int, default=d.steps, help="critic updates per depth critic (default: %(default)s)")
-    p.add_argument("--surface-steps", type=int, default=d.surface_steps,
-                   help="critic updates per value-surface critic (default: %(default)s)")
-    p.add_argument("--clips", type=_floats, default=list(d.clips),
-                   help="clipping thresholds c, comma-separated (default: 0.1,0.01,0.001)")
-    p.add_argument("--gp-weight", type=float, default=d.gp_weight,
-                   help="the penalty's λ (default: %(default)s, the authors' toy code's; the paper's image "
-                        "experiments use 10)")
-    p.add_argument("--width", type=int, default=d.width, help="depth critic width (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=d.layers, help="depth critic hidden layers (default: %(default)s)")
-    p.add_argument("--surface-width", type=int, default=d.surface_width,
-                   help="value-surface critic width (default: %(default)s)")
-    p.add_argument("--surface-layers", type=int, default=d.surface_layers,
-                   help="value-surface critic hidden layers (default: %(default)s, the toy code's)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    p.add_argument("--measure-batches", type=int, default=d.measure_batches,
-                   help="fresh batches the final numbers are averaged over (default: %(default)s)")
-    p.add_argument("--grid", type=int, default=d.grid, help="value-surface resolution per axis (default: %(default)s)")
-    p.add_argument("--no-surfaces", dest="surfaces", action="store_false", help="skip the value surfaces")
+    add_config_flags(p, ClippingConfig)
 
     from pygan.experiments.w_vs_js import WvsJSConfig
 
-    d = WvsJSConfig()
     p = sub.add_parser("w-vs-js", help="parallel segments: exact W1 = |θ| against JS and KL estimated from samples",
                        description="P_0 uniform on {0}x[0,1], P_θ on {θ}x[0,1]: the exact W1 (pygan.ot.emd2_points) "
                                    "against JS and KL estimated from samples, for each θ. See docs/experiments.md.")
-    _common_args(p, "runs/w-vs-js")
-    p.add_argument("--thetas", type=_floats, default=None,
-                   help="comma-separated θ values, e.g. --thetas=-0.5,0,0.5 (with '=' when the first is "
-                        "negative) (default: -1 to 1 step 0.05, plus ±0.002, ±0.005, ±0.01, ±0.02)")
-    p.add_argument("--samples", type=int, default=d.samples, help="points per segment (default: %(default)s)")
-    p.add_argument("--bin-width", type=float, default=d.bin_width,
-                   help="histogram estimator's bin side (default: %(default)s)")
-    p.add_argument("--k", type=int, default=d.k, help="k of the k-NN estimators (default: %(default)s)")
+    add_config_flags(p, WvsJSConfig)
     return parser
+
+
+def config_from_args(config: type, args: argparse.Namespace):
+    """The ``config`` dataclass built from the parsed flags (tuples as tuples; unflagged fields default)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if hasattr(args, f.name)}
+    return config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,24 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.name == "clipping-vs-gp":
             from pygan.experiments.clipping_vs_gp import ClippingConfig, run
 
-            cfg = ClippingConfig(out=args.out, steps=args.steps,
-                                 surface_steps=args.surface_steps,
-                                 clips=tuple(args.clips), gp_weight=args.gp_weight, width=args.width,
-                                 layers=args.layers, surface_width=args.surface_width,
-                                 surface_layers=args.surface_layers, batch_size=args.batch_size,
-                                 measure_batches=args.measure_batches, grid=args.grid, surfaces=args.surfaces,
-                                 seed=args.seed, device=args.device, force=args.force, quiet=args.quiet,
-                                 plots=args.plots)
+            cfg = config_from_args(ClippingConfig, args)
             report = run(cfg)
             if not args.quiet:
                 for check, ok in report["checks"].items():
                     print(f"{'ok  ' if ok else 'MISS'} {check}")
         else:
-            from pygan.experiments.w_vs_js import DEFAULT_THETAS, WvsJSConfig, run
+            from pygan.experiments.w_vs_js import WvsJSConfig, run
 
-            cfg = WvsJSConfig(out=args.out, thetas=tuple(args.thetas) if args.thetas is not None else DEFAULT_THETAS,
-                              samples=args.samples, bin_width=args.bin_width, k=args.k, seed=args.seed,
-                              device=args.device, force=args.force, quiet=args.quiet, plots=args.plots)
+            cfg = config_from_args(WvsJSConfig, args)
             run(cfg)
     except ExperimentError as exc:
         parser.error(str(exc))

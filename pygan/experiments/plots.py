@@ -18,8 +18,16 @@ def _colour(i: int, setting: str) -> str:
     return "#2ca02c" if setting == "gp" else _COLOURS[i % len(_COLOURS)]
 
 
-def weights(path: Path, ws: dict, clips, depth: dict) -> None:
-    """One histogram of all critic weights per setting, with ±c marked for clipping."""
+def weights(path: Path, ws: dict, depth: dict) -> None:
+    """One histogram of all critic weights per setting, with ±c marked for clipping.
+
+    Args:
+        path: the PNG to write.
+        ws: ``ws[setting]``: every weight of that setting's critic, flat. Settings are ``"gp"`` or
+            ``"clip=<c>"``.
+        depth: ``depth[setting]["fraction_near_clip"]``: a fraction (clipping) or, for ``"gp"``, a
+            dict ``{c: fraction}``.
+    """
     n = len(ws)
     fig = figure(3.2 * n, 2.8)
     for i, (setting, w) in enumerate(ws.items()):
@@ -42,8 +50,14 @@ def weights(path: Path, ws: dict, clips, depth: dict) -> None:
     save_figure(fig, path)
 
 
-def grad_norms(path: Path, depth: dict, cfg) -> None:
-    """log ||∂L_D/∂h_l|| against the layer l, from the output (13) back to the first layer (1)."""
+def grad_norms(path: Path, depth: dict, title: str) -> None:
+    """log ||∂L_D/∂h_l|| against the layer l, from the output back to the first layer (1).
+
+    Args:
+        path: the PNG to write.
+        depth: ``depth[setting]["layer_grad_norms"]``: one norm per layer, first layer first.
+        title: the picture's title (the critic and its training).
+    """
     fig = figure(5.5, 4)
     ax = fig.add_subplot(1, 1, 1)
     for i, (setting, entry) in enumerate(depth.items()):
@@ -53,9 +67,9 @@ def grad_norms(path: Path, depth: dict, cfg) -> None:
         ax.semilogy(layers, norms, "-o", ms=3.5, color=_colour(i, setting), label=label)
     ax.invert_xaxis()
     ax.set_xticks(layers)
-    ax.set_xlabel("critic layer l (13 = output)")
+    ax.set_xlabel(f"critic layer l ({len(layers)} = output)")
     ax.set_ylabel("‖∂L_D / ∂h_l‖ (log scale)")
-    ax.set_title(f"Swiss roll, critic {cfg.layers}×{cfg.width} ReLU, {cfg.steps} critic steps", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="major")
     ax.legend(fontsize=8)
     save_figure(fig, path)
@@ -80,29 +94,39 @@ def losses(path: Path, depth: dict) -> None:
     save_figure(fig, path)
 
 
-def surfaces(path: Path, values: dict, cfg, settings: list[str]) -> None:
-    """Rows: datasets; columns: settings; each panel the critic's value over [-R, R]² with real points."""
-    from pygan.experiments.clipping_vs_gp import RANGE
-    from pygan.train.data import toy_sample
+def surfaces(path: Path, values: dict, points: dict, extent: float, depth_layers: int, surface_layers: int) -> None:
+    """Rows: datasets; columns: settings; each panel the critic's value over [-extent, extent]² with the
+    real points drawn over it.
 
+    Args:
+        path: the PNG to write.
+        values: ``values[row][setting]``: the critic's values on a square grid over the extent
+            (``[y, x]``, as ``torch.meshgrid(xs, xs, indexing="xy")`` lays them out). A row is a
+            dataset's name, optionally followed by a space and a note (``"swissroll (depth critic)"``).
+        points: ``points[dataset]``: [N, 2] real samples to scatter, by dataset name.
+        extent: the half-width of the square the grid covers.
+        depth_layers, surface_layers: hidden layers of the depth critic and of the value-surface
+            critics, for the row labels (a row whose name mentions "depth" is the depth critic).
+    """
     rows = list(values)
+    settings = list(values[rows[0]]) if rows else []
     fig = figure(2.6 * len(settings), 2.5 * len(rows))
-    xs = torch.linspace(-RANGE, RANGE, cfg.grid)
-    gx, gy = torch.meshgrid(xs, xs, indexing="xy")
     for r, dataset in enumerate(rows):
         name = dataset.split(" ")[0]
-        pts = toy_sample(name, 300, torch.Generator().manual_seed(cfg.seed + 5))
+        pts = points[name]
         for c, setting in enumerate(settings):
             ax = fig.add_subplot(len(rows), len(settings), r * len(settings) + c + 1)
             v = values[dataset][setting].float()
+            xs = torch.linspace(-extent, extent, v.shape[-1])
+            gx, gy = torch.meshgrid(xs, xs, indexing="xy")
             spread = float(v.max() - v.min()) if torch.isfinite(v).all() else math.nan
             if spread > 1e-5 * float(v.abs().max()):
                 ax.contourf(gx.numpy(), gy.numpy(), v.numpy(), levels=20, cmap="viridis")
             else:  # a critic whose input dependence is below float32 rounding: its contour would be noise
-                ax.text(0, -RANGE * 0.8, f"constant to float32\n(spread {spread:.1e})", ha="center", fontsize=7)
+                ax.text(0, -extent * 0.8, f"constant to float32\n(spread {spread:.1e})", ha="center", fontsize=7)
             ax.scatter(pts[:, 0], pts[:, 1], s=1, c="#ff7f0e", alpha=0.7)
-            ax.set_xlim(-RANGE, RANGE)
-            ax.set_ylim(-RANGE, RANGE)
+            ax.set_xlim(-extent, extent)
+            ax.set_ylim(-extent, extent)
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -110,7 +134,7 @@ def surfaces(path: Path, values: dict, cfg, settings: list[str]) -> None:
                 ax.set_title("gradient penalty" if setting == "gp" else f"clipping c = {setting.split('=', 1)[1]}",
                              fontsize=9)
             if c == 0:
-                layers = cfg.layers if "depth" in dataset else cfg.surface_layers
+                layers = depth_layers if "depth" in dataset else surface_layers
                 ax.set_ylabel(f"{name}\n({layers} hidden layers)", fontsize=8)
     save_figure(fig, path)
 

@@ -1,4 +1,4 @@
-"""The notes' parallel-segments example (MISSION.md §2; WGAN, Arjovsky et al. 2017, Example 1).
+"""The parallel-segments example (WGAN, Arjovsky et al. 2017, Example 1).
 
 P_0 is uniform on the segment {0} × [0, 1] and P_θ uniform on {θ} × [0, 1]. Then W1(P_0, P_θ) = |θ|,
 continuous in θ, while JS(P_0, P_θ) = log 2 and KL(P_0 ‖ P_θ) = +inf for every θ ≠ 0 (both 0 at
@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -48,11 +48,13 @@ class WvsJSConfig:
     """Options of ``w-vs-js`` (the CLI's flags, ``-`` for ``_``)."""
 
     out: str = "runs/w-vs-js"
-    thetas: tuple = DEFAULT_THETAS
-    samples: int = 2000
-    bin_width: float = 0.02
-    k: int = 10
-    growth_theta: float = 0.5
+    thetas: tuple = field(default=DEFAULT_THETAS, metadata={
+        "help": "comma-separated θ values, e.g. --thetas=-0.5,0,0.5 (with '=' when the first is negative)",
+        "default_text": "-1 to 1 step 0.05, plus ±0.002, ±0.005, ±0.01, ±0.02"})
+    samples: int = field(default=2000, metadata={"help": "points per segment"})
+    bin_width: float = field(default=0.02, metadata={"help": "histogram estimator's bin side"})
+    k: int = field(default=10, metadata={"help": "k of the k-NN estimators"})
+    growth_theta: float = field(default=0.5, metadata={"cli": False})
     seed: int = 0
     device: str = "cpu"
     force: bool = False
@@ -197,7 +199,7 @@ def run(cfg: WvsJSConfig) -> dict:
 
         plots.w_vs_js(out / "w_vs_js.png", _common.to_jsonable(report))
     elif cfg.plots:
-        _log(cfg, "matplotlib is not installed: no picture (pip install 'pygan[plot]'); report.json only")
+        _log(cfg, "matplotlib is not installed: no picture (pip install 'pygan-torch[plot]'); report.json only")
     report["wall_seconds"]["total"] = time.perf_counter() - start
     _common.write_json(out / "report.json", report)
     _log(cfg, f"w-vs-js: {len(thetas)} θ, n = {n}: max |W1 − |θ|| (same y) = {max(errors):.3g}; "

@@ -1,4 +1,4 @@
-"""Pictures (matplotlib, an optional extra: ``pip install pygan[plot]``).
+"""Pictures (matplotlib, an optional extra: ``pip install "pygan-torch[plot]"``).
 
 Drawn with matplotlib's object API (``Figure`` + the Agg canvas), never ``pyplot``: no global state,
 no window, safe in a training process and alongside a user's own interactive backend. Files are

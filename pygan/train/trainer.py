@@ -243,7 +243,7 @@ class Trainer(TrainStep):
         if not plots.available():
             if not self._warned_plots:
                 print("pygan train: matplotlib is not installed, so no pictures are drawn "
-                      "(pip install matplotlib, or pygan[plot])", file=sys.stderr)
+                      "(pip install matplotlib, or 'pygan-torch[plot]')", file=sys.stderr)
                 self._warned_plots = True
             return
         plots.draw_run(self.out, self.spec.name, self.step, self.eval_data, self.sample(z=self.eval_z), self.D,
