@@ -507,3 +507,20 @@ def test_data_parallel_equals_one_process(tmp_path):
         torch.testing.assert_close(got["fm"], fm.detach(), **TOL)
         torch.testing.assert_close(got["real_grad"], WORLD * (real.grad[:3] if r == 0 else real.grad[3:]), **TOL)
         torch.testing.assert_close(got["fake_grad"], WORLD * fake.grad[r * N:(r + 1) * N], **TOL)
+
+
+def test_layers_accept_non_contiguous_inputs():
+    layer = MinibatchDiscrimination(5, 3, 2).double()
+    x = torch.randn(5, 4, dtype=F64)
+    xt = x.t()  # [4, 5], not contiguous
+    assert not xt.is_contiguous()
+    torch.testing.assert_close(layer(xt), layer(xt.contiguous()), rtol=0, atol=0)
+    vbn = VirtualBatchNorm(3).double()
+    h = torch.randn(6, 3, 4, 4, dtype=F64)
+    vbn.reference_rows = 2
+    cl = h.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(vbn(cl), vbn(h), **TOL)
+    vbn.reference_rows = None
+    real = torch.randn(4, 6, dtype=F64)[:, ::2]
+    torch.testing.assert_close(feature_matching_loss(real, real.flip(0)[:2]),
+                               feature_matching_loss(real.contiguous(), real.flip(0)[:2].contiguous()), **TOL)
