@@ -524,3 +524,14 @@ def test_layers_accept_non_contiguous_inputs():
     real = torch.randn(4, 6, dtype=F64)[:, ::2]
     torch.testing.assert_close(feature_matching_loss(real, real.flip(0)[:2]),
                                feature_matching_loss(real.contiguous(), real.flip(0)[:2].contiguous()), **TOL)
+
+
+def test_virtual_batchnorm_float32_with_a_large_mean():
+    """The centred combination of the statistics keeps float32 accurate where mean(x²) - mean(x)² would
+    cancel (mean 1e3, standard deviation 1: that form loses about 6 of float32's 7 digits)."""
+    layer = VirtualBatchNorm(2)
+    ref, x = torch.randn(8, 2, 6, 6) + 1e3, torch.randn(3, 2, 6, 6) + 1e3
+    layer.reference_rows = 8
+    got = layer(torch.cat([ref, x]))[8:]
+    _, exp = vbn_twin(ref.double(), x.double(), torch.ones(2, dtype=F64), torch.zeros(2, dtype=F64), layer.eps)
+    torch.testing.assert_close(got.double(), exp, rtol=0, atol=2e-3)
