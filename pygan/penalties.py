@@ -6,13 +6,10 @@ ones differentiate the critic with ``create_graph=True`` (so the penalty's gradi
 critic's parameters through a double backward, exactly as the canonical snippets do) and finish with
 the fused :func:`pygan.ops.grad_penalty`; :func:`fd_penalty` needs no double backward.
 
-<<<<<<< HEAD
 Naming: the weight is ``weight`` (λ) everywhere except R1's ``gamma`` (the R1 paper's name, with its
 ½). It has no default (a default of 10 made ``lambda_gp * gradient_penalty(D, real, fake)`` silently
 10x too large) and ``weight`` is keyword-only; ``generator`` and ``scaler`` are keyword-only too.
 
-=======
->>>>>>> h-misc
 The canonical WGAN-GP snippet these replace (Gulrajani et al. 2017)::
 
     alpha = torch.rand(B, 1, 1, 1, device=real.device)            # one weight per sample
@@ -267,14 +264,9 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
 
 
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-<<<<<<< HEAD
                *args, weight: float | None = None, one_sided: bool = False, alpha: torch.Tensor | None = None,
                generator: torch.Generator | None = None, check_alpha: bool = True,
                _check_alpha: bool | None = None) -> torch.Tensor:
-=======
-               weight: float = 10.0, *, one_sided: bool = False, alpha: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, _check_alpha: bool = True) -> torch.Tensor:
->>>>>>> h-misc
     """The finite-difference penalty: a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
