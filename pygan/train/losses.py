@@ -1,14 +1,8 @@
 """The losses the trainer knows, their defaults, and the critic / generator objectives.
 
-<<<<<<< HEAD
 Conventions (Goodfellow et al. 2014, Arjovsky et al. 2017, Gulrajani et al. 2017). The critic
 returns raw scores (no sigmoid). For the JS family the score is a logit and ``D(x) = sigmoid(score)``;
 BCE terms are written with softplus, which is log-sum-exp stable: ``-log D = softplus(-s)`` and ``-log(1 - D) = softplus(s)``.
-=======
-Conventions (docs/train.md). The critic returns raw scores (no sigmoid). For the JS family the
-score is a logit and ``D(x) = sigmoid(score)``; BCE terms are written with softplus, which is
-log-sum-exp stable: ``-log D = softplus(-s)`` and ``-log(1 - D) = softplus(s)``.
->>>>>>> h-misc
 
 ==================  =========================================================  =====================
 loss                critic loss L_D                                             generator loss L_G

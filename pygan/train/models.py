@@ -1,11 +1,7 @@
 """Default models: MLPs for points (the WGAN-GP toy code's), small DCGAN-style conv nets for images.
 
 Neither critic has BatchNorm (it couples the samples of a batch, so a per-sample gradient penalty
-<<<<<<< HEAD
 would no longer be per sample; WGAN-GP §4). The generators have none either, so a sample depends
-=======
-would no longer be per sample). The generators have none either, so a sample depends
->>>>>>> h-misc
 only on its own noise: that keeps data-parallel runs identical to single-process ones.
 """
 
