@@ -1,4 +1,4 @@
-"""pygan's fast 1-D OT loss (pygan._ot1d.wasserstein_1d, re-exported by pygan.ot): against the plain
+"""pygan's fast 1-D OT loss (pygan.ot.solver_1d.wasserstein_1d, re-exported by pygan.ot): against the plain
 definition (reference emd on |x - y|^p), against POT, closed forms, gradients, dtypes and input errors."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pygan import reference
-from pygan._ot1d import wasserstein_1d
+from pygan.ot import reference
+from pygan.ot.solver_1d import wasserstein_1d
 from testing import DEVICES
 
 F64 = torch.float64
