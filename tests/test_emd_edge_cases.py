@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -160,3 +162,45 @@ def test_masses_differing_beyond_tolerance(fn):
         torch.testing.assert_close(out.sum(1), a, rtol=0, atol=1e-15)
         out = (out * M).sum()
     assert float(out) == pytest.approx(float(ref), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Overflow, NaN and inf: the right number or a clear error, never a silent wrong one
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_points_cost_and_gradient_in_float64_cast_once(dtype):
+    # Squared distances 200^2, 300^2 overflow float16 (max 65504) although the cost 250 does not.
+    x = torch.tensor([[0.0], [0.0]], dtype=dtype, requires_grad=True)
+    y = torch.tensor([[200.0], [300.0]], dtype=dtype, requires_grad=True)
+    cost = ot.emd2_points(x, y)
+    assert cost.dtype == dtype and float(cost) == 250.0
+    cost.backward()
+    torch.testing.assert_close(x.grad.double(), torch.tensor([[-0.5], [-0.5]], dtype=F64))
+    torch.testing.assert_close(y.grad.double(), torch.tensor([[0.5], [0.5]], dtype=F64))
+
+
+def test_points_distances_above_1e154():
+    # Finite distances whose squares overflow float64.
+    x = torch.tensor([[0.0, 0.0], [1e200, 0.0]], dtype=F64)
+    y = torch.tensor([[3e199, 4e199], [1e200, 1e199]], dtype=F64)
+    cost, log = ot.emd2_points(x, y, log=True)
+    assert log["status"] == "optimal"
+    assert float(cost) == pytest.approx((5e199 + 1e199) / 2, rel=1e-14)
+    xg = x.clone().requires_grad_(True)
+    ot.emd2_points(xg, y).backward()
+    assert torch.isfinite(xg.grad).all()
+    with pytest.raises(ValueError, match="overflows float64"):
+        ot.emd2_points(x, y, metric="sqeuclidean")
+
+
+def test_check_optimality_propagates_nan():
+    a, b, M = random_problem(4, 5, seed=1)
+    plan, log = ot.emd(a, b, M, log=True)
+    u = log["u"].clone()
+    u[2] = float("nan")
+    cert = ot.check_optimality(a, b, M, plan, u, log["v"])
+    assert math.isnan(cert.dual_violation) and math.isnan(cert.duality_gap)
+    bad_plan = plan.clone()
+    bad_plan[0, 0] = float("nan")
+    assert math.isnan(ot.check_optimality(a, b, M, bad_plan, log["u"], log["v"]).primal_residual)

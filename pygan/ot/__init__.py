@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from pygan import _build  # noqa: F401  (tests monkeypatch pygan.ot._build.load)
 from pygan.ot import reference
-from pygan.ot._solve import STATUS, IterationLimitWarning
+from pygan.ot._solve import STATUS, ImpreciseWarning, IterationLimitWarning
 from pygan.ot.certificate import Certificate, check_optimality
 from pygan.ot.dense import emd, emd2
 from pygan.ot.points import emd2_points
-from pygan.ot.solver_1d import wasserstein_1d
+from pygan.ot.solver_1d import emd2_1d, emd_1d, wasserstein_1d
 
-__all__ = ["emd", "emd2", "emd2_points", "wasserstein_1d", "check_optimality", "Certificate",
-           "IterationLimitWarning", "STATUS", "reference"]
+__all__ = ["emd", "emd2", "emd2_points", "wasserstein_1d", "emd_1d", "emd2_1d", "check_optimality",
+           "Certificate", "IterationLimitWarning", "ImpreciseWarning", "STATUS", "reference"]

@@ -87,3 +87,44 @@ def _result_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
     return dtype
 
+
+
+def _check_threads(numThreads) -> int | None:
+    """POT's ``numThreads`` (a positive int or "max") as the CPU thread count of the solve; None
+    (from "max") keeps torch's own setting (``torch.get_num_threads()``)."""
+    if isinstance(numThreads, str):
+        if numThreads != "max":
+            raise ValueError(f'numThreads: expected a positive integer or "max", got {numThreads!r}')
+        return None  # torch's own setting: all the threads it was given
+    if isinstance(numThreads, bool) or not isinstance(numThreads, numbers.Integral) or numThreads < 1:
+        raise ValueError(f'numThreads: expected a positive integer or "max", got {numThreads!r}')
+    return int(numThreads)
+
+
+def _iter_limit(numItermax, max_iter, mass_tol) -> int:
+    """One pivot limit from POT's ``numItermax`` and pygan's ``max_iter`` (either may be None)."""
+    if numItermax is not None and max_iter is not None and numItermax != max_iter:
+        raise ValueError(f"numItermax and max_iter: give one pivot limit, got {numItermax!r} and {max_iter!r}")
+    limit = max_iter if max_iter is not None else numItermax
+    try:
+        return _check_options(limit, mass_tol)
+    except ValueError as e:
+        if numItermax is not None and max_iter is None and "max_iter" in str(e):
+            raise ValueError(str(e).replace("max_iter", "numItermax", 1)) from None
+        raise
+
+
+def _warm_start(potentials_init, n: int, m: int, B: int):
+    """POT's ``potentials_init=(u, v)``: float64 CPU tensors [B, n], [B, m], or None."""
+    if potentials_init is None:
+        return None
+    if not isinstance(potentials_init, (tuple, list)) or len(potentials_init) != 2:
+        raise TypeError(f"potentials_init: expected a pair (u, v) of arrays, got {type(potentials_init).__name__}")
+    out = []
+    for t, size, name in ((potentials_init[0], n, "potentials_init[0] (u)"), (potentials_init[1], m, "potentials_init[1] (v)")):
+        t64 = _tensor(t, name)[0].detach().to("cpu", torch.float64)
+        if tuple(t64.shape) not in ((size,), (B, size)):
+            raise ValueError(f"{name}: expected shape [{size}]{f' or [{B}, {size}]' if B > 1 else ''}, got {list(t64.shape)}")
+        _check_finite(t64, name, "potentials")
+        out.append(t64.expand(B, size).contiguous())
+    return out[0], out[1]

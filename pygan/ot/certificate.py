@@ -35,7 +35,7 @@ def check_optimality(a, b, M, plan, u, v) -> Certificate:
         u: [n], v: [m]. numpy arrays or torch tensors (any device); computed in float64.
 
     Returns:
-        A :class:`Certificate` of Python floats.
+        A :class:`Certificate` of Python floats; NaN anywhere in the inputs gives NaN figures.
     """
     def f64(t, name):
         return _tensor(t, name)[0].detach().to("cpu", torch.float64)
@@ -52,8 +52,9 @@ def check_optimality(a, b, M, plan, u, v) -> Certificate:
                          f"{list(P.shape)}, {list(u64.shape)}, {list(v64.shape)}")
     a64 = _weights(a, "a", n, None, "rows of M")
     b64 = _weights(b, "b", m, None, "columns of M")
-    primal = max(float((P.sum(1) - a64).abs().max()), float((P.sum(0) - b64).abs().max()),
-                 float((-P).clamp_min(0).max()))
-    dual = max(0.0, float((u64[:, None] + v64[None, :] - M64).max()))
+    # torch's max propagates NaN (Python's max(0.0, nan) would hide it): a NaN anywhere gives NaN.
+    primal = float(torch.stack([(P.sum(1) - a64).abs().max(), (P.sum(0) - b64).abs().max(),
+                                (-P).clamp_min(0).max()]).max())
+    dual = float((u64[:, None] + v64[None, :] - M64).max().clamp_min(0.0))
     gap = abs(float((P * M64).sum()) - float(a64 @ u64 + b64 @ v64))
     return Certificate(primal, dual, gap)

@@ -16,14 +16,21 @@ _METRICS = {"sqeuclidean": 0, "euclidean": 1}
 
 
 def _pair_costs(x: torch.Tensor, y: torch.Tensor, metric: int, p: float) -> torch.Tensor:
-    """c(x_k, y_k) row by row, differentiable, with a zero (sub)gradient where x_k == y_k."""
-    sq = (x - y).pow(2).sum(-1)
+    """c(x_k, y_k) row by row, differentiable, with a zero (sub)gradient where x_k == y_k.
+
+    Distances are computed as s * ||(x - y) / s|| with s the largest coordinate difference (no
+    gradient through s), so that finite distances whose squares overflow stay finite."""
+    diff = x - y
     if metric == 0:
-        return sq
-    positive = sq > 0
-    safe = torch.where(positive, sq, torch.ones_like(sq))
-    power = 0.5 if metric == 1 else 0.5 * p
-    return torch.where(positive, safe.pow(power), torch.zeros_like(sq))
+        return diff.pow(2).sum(-1)
+    s = diff.detach().abs().amax(-1)
+    positive = s > 0
+    safe_s = torch.where(positive, s, torch.ones_like(s))
+    t = (diff / safe_s.unsqueeze(-1)).pow(2).sum(-1)  # >= 1 where s > 0
+    norm = safe_s * torch.where(positive, t, torch.ones_like(t)).sqrt()  # no 0 under the sqrt: no NaN gradient
+    power = 1.0 if metric == 1 else p
+    cost = norm if power == 1.0 else norm.pow(power)
+    return torch.where(positive, cost, torch.zeros_like(cost))
 
 
 def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
@@ -79,9 +86,19 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
     _balanced(a_full, b_full, mass_tol, rescale)
     if _build.load():
         # The core rescales b to sum(a) itself (emd.h), as it does for emd_dense.
-        solved = _finish(_build.module().emd_points(a_full, b_full, x64, y64, code, p, max_iter))
+        try:
+            solved = _finish(_build.module().emd_points(a_full, b_full, x64, y64, code, p, max_iter))
+        except ValueError as e:
+            if "finite" not in str(e):
+                raise
+            raise ValueError(f"x and y: some pair's cost overflows float64 (metric {metric!r}: the "
+                             "points are too far apart for it); use metric='euclidean' or rescale "
+                             "the points") from None
     else:
         M64 = _pair_costs(x64[:, None, :], y64[None, :, :], code, p)
+        if not bool(torch.isfinite(M64).all()):
+            raise ValueError(f"x and y: some pair's cost overflows float64 (metric {metric!r}); use "
+                             "metric='euclidean' or rescale the points")
         solved = _solve_dense(a_full[None], b_full[None], M64[None].contiguous(), max_iter)
     tensors = _weight_tensors(a, b)
     dtype = _result_dtype(xt, yt, *tensors)
@@ -92,9 +109,11 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
         device = xt.device
         idx_r, idx_c = rows.to(device), cols.to(device)
         # Only the plan's entries (at most n + m - 1 pairs) are recomputed, so autograd sees the
-        # cost as a function of the points; its value is the solver's cost up to rounding.
-        pair = _pair_costs(xt[idx_r].to(dtype), yt[idx_c].to(dtype), code, p)
-        weighted = (values.to(device, dtype) * pair).sum()
+        # cost as a function of the points; its value is the solver's cost up to rounding. In
+        # float64, cast once at the end: float16 points 200 apart have a squared distance that
+        # overflows float16 although the cost itself does not.
+        pair = _pair_costs(xt[idx_r].to(torch.float64), yt[idx_c].to(torch.float64), code, p)
+        weighted = (values.to(device) * pair).sum().to(dtype)
         result = weighted + _Envelope.apply(tensors[0], tensors[1], None,
                                             torch.zeros((), dtype=dtype, device=device),
                                             solved.u, solved.v, None)

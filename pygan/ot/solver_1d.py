@@ -5,17 +5,23 @@ two distributions in sorted order, so the OT loss is the integral over q in [0, 
 |F_u^{-1}(q) - F_v^{-1}(q)|^p, with F^{-1} the quantile functions. Both are step functions whose
 steps sit at the cumulative weights, so merging the two sets of breakpoints gives the integral exactly
 as a finite sum. This is POT's ``ot.wasserstein_1d`` algorithm, written in torch ops only: it runs on
-any device and autograd differentiates it with respect to the values and the weights.
+any device and autograd differentiates it with respect to the values and the weights. Numpy arrays
+are accepted too (numpy in, numpy out). ``emd_1d`` / ``emd2_1d`` are POT's plan / cost forms of the
+same sorted matching.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import namedtuple
 
+import numpy as np
 import torch
 
-__all__ = ["wasserstein_1d"]
+__all__ = ["wasserstein_1d", "emd_1d", "emd2_1d"]
+
+PlanTuple = namedtuple("PlanTuple", ["data", "rows", "cols"])
 
 _REDUCED = (torch.float16, torch.bfloat16)
 
@@ -65,7 +71,23 @@ def _check_p(p: object) -> float:
     return p
 
 
-def _sorted_cdf(x: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _from_numpy(values: dict) -> tuple[dict, bool]:
+    """Numpy inputs as torch tensors (all of them numpy, or none: mixing is refused)."""
+    kinds = {k: isinstance(v, np.ndarray) for k, v in values.items() if v is not None}
+    if not any(kinds.values()):
+        return values, False
+    names = list(values)
+    for k, v in values.items():
+        if v is not None and not isinstance(v, np.ndarray):
+            first = next(n for n in names if kinds.get(n))
+            raise TypeError(f"{', '.join(names)}: expected all numpy arrays or all tensors (numpy in, numpy "
+                            f"out), got a numpy array for {first} and {type(v).__name__} for {k}")
+        if v is not None and v.dtype.kind != "f":
+            raise TypeError(f"{k} must have a floating-point dtype, got numpy dtype {v.dtype}")
+    return {k: None if v is None else torch.from_numpy(np.ascontiguousarray(v)) for k, v in values.items()}, True
+
+
+def _sorted_cdf(x: torch.Tensor, w: torch.Tensor | None, require_sort: bool = True):
     # Sorted values [k, B] and the cumulative weights at them, normalised per column. Dividing the
     # cumulative sum by its own last entry (rather than the weights by their sum) makes the last
     # breakpoint exactly 1.0 for both distributions, so the merged breakpoints end together.
@@ -74,16 +96,20 @@ def _sorted_cdf(x: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, 
         w = torch.ones((), dtype=x.dtype, device=x.device).expand(x.shape)
     elif w.shape != x.shape:
         w = w.reshape(k, 1).expand(x.shape)
-    xs, order = torch.sort(x, dim=0)
+    if require_sort:
+        xs, order = torch.sort(x, dim=0)
+    else:  # the caller promises sorted values (POT's require_sort=False)
+        xs, order = x, torch.arange(k, device=x.device).reshape(k, 1).expand(x.shape)
     cw = torch.cumsum(w.gather(0, order), dim=0)
-    return xs, cw / cw[-1:]
+    return xs, cw / cw[-1:], order
 
 
-def _quantiles(qs: torch.Tensor, cw: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+def _quantiles(qs: torch.Tensor, cw: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # F^{-1}(q) = the first sorted value whose cumulative weight is >= q (searchsorted, left side).
     # A q a rounding error above the last breakpoint is clipped to the last value.
     idx = torch.searchsorted(cw.detach().T.contiguous(), qs.detach().T.contiguous()).T
-    return xs.gather(0, idx.clamp_(max=xs.shape[0] - 1))
+    idx = idx.clamp_(max=xs.shape[0] - 1)
+    return xs.gather(0, idx), idx
 
 
 def wasserstein_1d(
@@ -92,7 +118,9 @@ def wasserstein_1d(
     u_weights: torch.Tensor | None = None,
     v_weights: torch.Tensor | None = None,
     p: float = 1,
-) -> torch.Tensor:
+    require_sort: bool = True,
+    return_plans=False,
+):
     """Exact OT loss between (batches of) 1-D empirical distributions, with ground cost |x - y|^p.
 
     Returns W_p^p, the p-th power of the p-Wasserstein distance (no p-th root), like POT's
@@ -117,9 +145,14 @@ def wasserstein_1d(
             column), or None for uniform 1/n. Each column needs a positive total.
         v_weights: likewise for v_values.
         p: the exponent of the ground cost, a finite real >= 1.
+        require_sort: False when the values are already sorted along dim 0 (skips the sort).
+        return_plans: True: also return the optimal plans, one sparse [n, m] matrix per batch
+            column (scipy coo_matrix for numpy input, torch sparse COO otherwise); "coo_tuple": as
+            ``PlanTuple(data, rows, cols)``. Masses are the normalised weights (total 1).
 
     Returns:
-        A tensor of shape ``batch`` (0-d for 1-D values) holding the OT loss of each column.
+        A tensor of shape ``batch`` (0-d for 1-D values) holding the OT loss of each column, numpy
+        for numpy input; with ``return_plans``, ``(loss, plans)``. A loss that overflows is inf.
 
     Raises:
         TypeError: an argument is not a tensor (weights: or None), has a non-floating dtype, or p is
@@ -127,6 +160,11 @@ def wasserstein_1d(
         ValueError: empty or 0-d values, NaN/inf values or weights, negative weights, a zero total
             weight, mismatched shapes or devices, p < 1 or non-finite. The message names the argument.
     """
+    if return_plans not in (False, True, "coo_tuple"):
+        raise ValueError(f'return_plans: expected False, True or "coo_tuple", got {return_plans!r}')
+    inputs, was_numpy = _from_numpy({"u_values": u_values, "v_values": v_values, "u_weights": u_weights,
+                                     "v_weights": v_weights})
+    u_values, v_values, u_weights, v_weights = inputs.values()
     u_values = _check_values("u_values", u_values)
     v_values = _check_values("v_values", v_values)
     if v_values.device != u_values.device:
@@ -158,14 +196,126 @@ def wasserstein_1d(
         t = t.to(work)
         return t if t.dim() == 1 and batch else t.reshape(k, cols)
 
-    xs, cu = _sorted_cdf(flat(u_values, n), flat(u_weights, n))
-    ys, cv = _sorted_cdf(flat(v_values, m), flat(v_weights, m))
+    delta, qu, qv, rows, cols = _matching(flat(u_values, n), flat(v_values, m), flat(u_weights, n),
+                                          flat(v_weights, m), require_sort)
+    gap = (qu - qv).abs()
+    # pow(gap, 1) would have the same value; abs alone keeps the p == 1 graph lean. A piece of
+    # length 0 contributes 0 even where the gap is inf (0 * inf would be NaN).
+    terms = delta * (gap if p == 1 else gap.pow(p))
+    cost = torch.where(delta > 0, terms, torch.zeros_like(terms)).sum(dim=0).reshape(batch).to(dtype)
+    cost = cost.detach().numpy()[()] if was_numpy else cost
+    if not return_plans:
+        return cost
+    plans = [_plan(delta[:, k], rows[:, k], cols[:, k], (n, m), return_plans, was_numpy, dtype)
+             for k in range(delta.shape[1])]
+    return cost, plans
 
+
+def _matching(x, y, wx, wy, require_sort=True):
+    """The sorted (monotone) matching of x [n, B] and y [m, B]: per merged piece, its mass delta,
+    the two quantile values and the original indices they come from (all [n + m, B])."""
+    xs, cu, ou = _sorted_cdf(x, wx, require_sort)
+    ys, cv, ov = _sorted_cdf(y, wy, require_sort)
     # The merged breakpoints split [0, 1] into pieces of length delta on which both quantile
     # functions are constant; each is evaluated at its piece's right end (quantiles are left-continuous).
     qs, _ = torch.sort(torch.cat((cu, cv), dim=0), dim=0)
     delta = torch.diff(qs, dim=0, prepend=torch.zeros_like(qs[:1]))
-    gap = (_quantiles(qs, cu, xs) - _quantiles(qs, cv, ys)).abs()
-    # pow(gap, 1) would have the same value; abs alone keeps the p == 1 graph lean.
-    cost = (delta * (gap if p == 1 else gap.pow(p))).sum(dim=0)
-    return cost.reshape(batch).to(dtype)
+    qu, iu = _quantiles(qs, cu, xs)
+    qv, iv = _quantiles(qs, cv, ys)
+    return delta, qu, qv, ou.gather(0, iu), ov.gather(0, iv)
+
+
+def _plan(data, rows, cols, shape, kind, was_numpy, dtype):
+    data, rows, cols = data.detach(), rows.detach(), cols.detach()
+    if kind == "coo_tuple":
+        if was_numpy:
+            return PlanTuple(data.numpy(), rows.numpy(), cols.numpy())
+        return PlanTuple(data.to(dtype), rows, cols)
+    if was_numpy:
+        from scipy.sparse import coo_matrix
+
+        return coo_matrix((data.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), data.to(dtype), shape).coalesce()
+
+
+_METRICS_1D = {"sqeuclidean": 2.0, "euclidean": 1.0, "cityblock": 1.0}
+
+
+def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals):
+    inputs, was_numpy = _from_numpy({"x_a": x_a, "x_b": x_b, "a": a, "b": b})
+    x_a, x_b, a, b = inputs.values()
+    x_a = _check_values("x_a", x_a)
+    x_b = _check_values("x_b", x_b)
+    if x_a.dim() > 2 or (x_a.dim() == 2 and x_a.shape[1] != 1) or x_b.dim() > 2 or (x_b.dim() == 2 and x_b.shape[1] != 1):
+        raise ValueError(f"x_a and x_b: expected 1-D samples ([n] or [n, 1]), got {list(x_a.shape)} and {list(x_b.shape)}")
+    x, y = x_a.reshape(-1), x_b.reshape(-1)
+    if x.device != y.device:
+        raise ValueError(f"x_b is on {y.device} but x_a is on {x.device}")
+    a = None if a is None or a.numel() == 0 else _check_weights("a", a, x, "x_a")
+    b = None if b is None or b.numel() == 0 else _check_weights("b", b, y, "x_b")
+    if metric == "minkowski":
+        power = _check_p(p)
+    elif metric in _METRICS_1D:
+        power = _METRICS_1D[metric]
+    else:
+        raise ValueError(f"metric: expected 'sqeuclidean', 'minkowski', 'euclidean' or 'cityblock', got {metric!r}")
+    mass = 1.0 if a is None else float(a.double().sum())
+    if check_marginals and b is not None or check_marginals and a is not None:
+        mb = 1.0 if b is None else float(b.double().sum())
+        if abs(mass - mb) > 1e-6 * max(mass, mb):
+            raise ValueError(f"a and b: total masses differ (sum(a) = {mass:.17g}, sum(b) = {mb:.17g}); "
+                             "pass check_marginals=False to rescale b to sum(a)")
+    dtype = x.dtype
+    for t in (y, a, b):
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    f64 = [None if t is None else t.detach().to(torch.float64).reshape(-1, 1) for t in (x, y, a, b)]
+    delta, qu, qv, rows, cols = _matching(*f64)
+    delta, rows, cols = delta[:, 0] * mass, rows[:, 0], cols[:, 0]
+    cost = float((delta * (qu - qv)[:, 0].abs().pow(power)).where(delta > 0, torch.zeros_like(delta)).sum())
+    return delta, rows, cols, (x.shape[0], y.shape[0]), cost, was_numpy, dtype, x.device
+
+
+def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False, check_marginals=True):
+    """POT's ``ot.emd_1d``: the exact OT plan between 1-D samples (the sorted matching).
+
+    Args:
+        x_a: [n] (or [n, 1]) samples; x_b: [m] samples. numpy or torch.
+        a, b: weights (None or empty: uniform); b is rescaled to sum(a).
+        metric: "sqeuclidean" (|x - y|^2), "minkowski" (|x - y|^p), "euclidean" / "cityblock"
+            (|x - y|). The plan is the same for all (any convex cost of x - y); the cost differs.
+        p: the power for "minkowski".
+        dense: a dense [n, m] plan (else sparse: scipy coo_matrix / torch sparse COO).
+        log: also return ``{"cost": ...}``.
+        check_marginals: refuse totals that differ beyond 1e-6 (relative).
+
+    Returns:
+        The plan (in the inputs' kind), and the log dict when ``log`` is true.
+    """
+    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, check_marginals)
+    plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
+    if dense:
+        plan = plan.toarray() if was_numpy else plan.to_dense()
+    if not was_numpy:
+        plan = plan.to(device=device, dtype=dtype)
+    if log:
+        return plan, {"cost": cost if was_numpy else torch.tensor(cost, dtype=dtype, device=device)}
+    return plan
+
+
+def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False):
+    """POT's ``ot.emd2_1d``: the exact OT cost between 1-D samples (arguments as :func:`emd_1d`;
+    ``dense`` only shapes ``log["G"]``). Not differentiable (use :func:`wasserstein_1d`).
+
+    Returns:
+        The cost (a float for numpy input, else a 0-d tensor), and with ``log`` a dict holding the
+        plan under ``"G"``.
+    """
+    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True)
+    out = cost if was_numpy else torch.tensor(cost, dtype=dtype, device=device)
+    if not log:
+        return out
+    plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
+    if dense:
+        plan = plan.toarray() if was_numpy else plan.to_dense().to(device=device, dtype=dtype)
+    return out, {"G": plan}
