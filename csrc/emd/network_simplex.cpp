@@ -81,6 +81,9 @@ int64_t TransportSimplex::find_entering() {
   const int64_t block = std::min<int64_t>(count, std::max<int64_t>(16, std::llround(std::sqrt(double(count)))));
   int64_t e = std::clamp(next_arc_, first, end - 1);
   int64_t best = -1;
+  // Lexicographic (NOTE: [Symbolic big-M]): a lower level difference wins, then a lower score;
+  // (0, 0) is the bar an arc must beat to enter.
+  int32_t best_level = 0;
   double best_score = 0.0;
   const double* pi = pi_.data();
   const int32_t* lv = level_.data();
@@ -89,8 +92,11 @@ int64_t TransportSimplex::find_entering() {
     const int64_t len = std::min({block - in_block, end - e, count - scanned});
     for (int64_t k = e; k < e + len; ++k) {
       const int32_t sk = src_[k], tk = tgt_[k];
-      const double s = violation_score(cost_[k], pi[sk], pi[tk], lv[sk] - lv[tk]);
-      if (s < best_score && !in_tree_[k]) {
+      const int32_t l = lv[sk] - lv[tk];
+      if (l > best_level) continue;
+      const double s = violation_score(cost_[k], pi[sk], pi[tk]);
+      if ((l < best_level || s < best_score) && !in_tree_[k]) {
+        best_level = l;
         best_score = s;
         best = k;
       }

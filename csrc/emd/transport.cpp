@@ -322,11 +322,33 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   // The artificial arcs' big-M is symbolic (NOTE: [Symbolic big-M] in network_simplex.h), so no
   // cost scale enters here.
   TransportSimplex simplex(na, ma, supply.data(), demand.data());
+  // NOTE: [Warm start]
+  // With duals (u, v) of a nearby problem the simplex works on the reduced costs
+  // C'_ij = C_ij - u_i - v_j instead (every plan's cost changes by the same a.u + b.v, so the
+  // optimal plans are the same). The arcs of the old optimum then cost about 0 and all others more,
+  // so the big-M start's first pivots, which take the cheapest arc of a block, build a tree close to
+  // the new optimum. Potentials are translated back for pricing and for the duals returned.
+  // Duals far off the cost scale are not used (their shift would only add rounding).
+  std::vector<double> shift_r(na, 0.0), shift_c(ma, 0.0);
+  bool shifted = false;
+  if (warm) {
+    double largest = 0.0;
+    for (int32_t r = 0; r < na; ++r) largest = std::max(largest, std::fabs(options.init_u[act.rows[r]]));
+    for (int32_t l = 0; l < ma; ++l) largest = std::max(largest, std::fabs(options.init_v[act.cols[l]]));
+    shifted = largest <= 1e3 * (max_abs + 1.0);
+    if (shifted) {
+      for (int32_t r = 0; r < na; ++r) shift_r[r] = options.init_u[act.rows[r]];
+      for (int32_t l = 0; l < ma; ++l) shift_c[l] = options.init_v[act.cols[l]];
+    }
+  }
+  auto add_arc = [&](int32_t r, int32_t l, double c) {
+    simplex.add_arc(r, l, shifted ? c - shift_r[r] - shift_c[l] : c);
+  };
   if (complete) {
     simplex.reserve(int64_t(na) * ma);
     for (int32_t r = 0; r < na; ++r) {
       const int32_t i = act.rows[r];
-      for (int32_t l = 0; l < ma; ++l) simplex.add_arc(r, l, cost_rows.at(i, act.cols[l]));
+      for (int32_t l = 0; l < ma; ++l) add_arc(r, l, cost_rows.at(i, act.cols[l]));
     }
   } else {
     std::vector<std::vector<int32_t>> per_row(na);
@@ -347,7 +369,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         arcs.push_back({c - row_dual[r] - col_dual[l], c, r, l});
       }
     }
-    for (const Arc& e : arcs) simplex.add_arc(e.row, e.col, e.cost);
+    for (const Arc& e : arcs) add_arc(e.row, e.col, e.cost);
     // Neighbour arcs alone often cannot carry the masses (two clouds apart: every neighbour of a
     // point may lie in its own cloud). Then the restricted optimum keeps mass on the artificial
     // arcs and its big-M potentials make every pricing round add useless arcs. So make the first
@@ -366,7 +388,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
       while (r < na && left_a[r] <= crumb) ++r;
       while (l < ma && left_b[l] <= crumb) ++l;
       if (r == na || l == ma) break;
-      simplex.add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
+      add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
       const double f = std::min(left_a[r], left_b[l]);
       left_a[r] -= f;
       left_b[l] -= f;
@@ -396,12 +418,12 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     const int32_t* lv = simplex.levels();
     std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
     std::fill(col_lv.begin(), col_lv.end(), kInactiveLevel);
-    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l], col_lv[act.cols[l]] = lv[na + l];
+    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l] + shift_c[l], col_lv[act.cols[l]] = lv[na + l];
     parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
       std::vector<double> buffer(costs.matrix ? 0 : m), score(m);
       for (int64_t r = lo; r < hi; ++r) {
         const double* c = cost_rows.row(act.rows[r], buffer.data());
-        const double pr = pi[r];
+        const double pr = pi[r] - shift_r[r];  // NOTE: [Warm start]: the potentials of C
         const int32_t lr = lv[r];
         // Scores first (a loop the compiler vectorises), then the rare negatives.
         // Inactive columns have potential -inf: their score is +inf, never negative.
@@ -422,7 +444,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     for (int32_t r = 0; r < na; ++r) {
       for (int32_t t = 0; t < add_size[r]; ++t) {
         const int32_t j = add_idx[size_t(r) * add_per_row + t];
-        simplex.add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
+        add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
       }
       added += add_size[r];
     }
@@ -500,7 +522,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         const double* c = cost_rows.row(act.rows[r], buffer.data());
         for (int32_t l = 0; l < ma; ++l) {
           const int32_t dl = lv[r] - lv[na + l];
-          if (dl > 0) need = std::max(need, -(c[act.cols[l]] + pi[r] - pi[na + l]) / dl);
+          if (dl > 0) need = std::max(need, -(c[act.cols[l]] + (pi[r] - shift_r[r]) - (pi[na + l] + shift_c[l])) / dl);
         }
       }
       std::lock_guard<std::mutex> guard(merge_mutex);
@@ -510,8 +532,8 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   const double inf = std::numeric_limits<double>::infinity();
   sol.u.assign(n, inf);
   sol.v.assign(m, inf);
-  for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -(pi[r] + lv[r] * m_eff);
-  for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l] + lv[na + l] * m_eff;
+  for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -(pi[r] + lv[r] * m_eff) + shift_r[r];
+  for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l] + lv[na + l] * m_eff + shift_c[l];
   // Zero-mass columns, then rows, get c-transforms so that u_i + v_j <= C_ij holds for every pair.
   for (int64_t j = 0; j < m; ++j) {
     if (act.col_pos[j] >= 0) continue;

@@ -10,7 +10,8 @@ the input's kind, device and dtype. Conventions (docs/ot.md):
   any positive totals and rescales ``b`` the same way.
 - Duals ``u``, ``v`` satisfy ``u_i + v_j <= M_ij`` for *every* pair (zero-weight rows and columns
   included) with equality on the plan's support, and are centred like POT's: ``a.u == b.v``.
-- Gradients (envelope theorem): ``d emd2 / dM = P``, ``/ da = u``, ``/ db = v``; for
+- Gradients (envelope theorem): ``d emd2 / dM = P``, ``/ da = u - mean(u)``, ``/ db = v - mean(v)``
+  (POT's convention); for
   ``emd2_points``, ``d / dx_i = sum_j P_ij d c(x_i, y_j) / dx_i``.
 
 Layout (as POT's ``ot/lp/``): ``dense`` (emd, emd2), ``points`` (emd2_points), ``solver_1d``

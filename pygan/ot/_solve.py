@@ -149,7 +149,7 @@ def _sparse_plan(s: _Solved, p: int, n: int, m: int, dtype, device) -> torch.Ten
 
 class _Envelope(torch.autograd.Function):
     """The optimal cost as a function of (a, b, M) with the solution fixed: the envelope theorem
-    gives d/da = u, d/db = v, d/dM = P (for M and points)."""
+    gives d/da = u - mean(u), d/db = v - mean(v) (POT's convention), d/dM = P (for M and points)."""
 
     @staticmethod
     def forward(ctx, a, b, M, cost, u, v, plan_fn):
@@ -168,21 +168,26 @@ class _Envelope(torch.autograd.Function):
                 grads.append(None)
                 continue
             shape, dtype, device = spec
-            g = grad.to(torch.float64).cpu().reshape(-1, 1) * dual
+            # POT's convention: the dual minus its mean (the projection onto mass-preserving
+            # directions, independent of how the duals are centred).
+            g = grad.to(torch.float64).cpu().reshape(-1, 1) * (dual - dual.mean(-1, keepdim=True))
             grads.append(g.reshape(shape).to(device, dtype) if len(shape) == g.dim() else
                          g.sum(0).to(device, dtype))
         grad_M = None
         if ctx.needs_input_grad[2]:
             shape, dtype, device = ctx.shapes[2]
             plan = ctx.plan_fn()  # [B, n, m] float64, built only when M needs a gradient
-            grad_M = (grad.to(torch.float64).cpu().reshape(-1, 1, 1) * plan).reshape(shape).to(device, dtype)
+            if plan.is_sparse:  # a sparse M: the flows on its listed arcs, as a sparse gradient
+                grad_M = (plan * float(grad)).to(device=device, dtype=dtype)
+            else:
+                grad_M = (grad.to(torch.float64).cpu().reshape(-1, 1, 1) * plan).reshape(shape).to(device, dtype)
         return grads[0], grads[1], grad_M, None, None, None, None
 
 
 def _log(solved: _Solved, p: int | None, was_numpy: bool, device, dtype) -> dict:
     def out(t):
-        if was_numpy:
-            return t.numpy() if t.dim() else float(t)
+        if was_numpy:  # numpy in the inputs' dtype; a numpy scalar for a 0-d value (as POT)
+            return t.to(dtype).numpy()[()]
         return t.to(device, dtype)
 
     pick = (lambda t: t[p]) if p is not None else (lambda t: t)

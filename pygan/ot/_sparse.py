@@ -54,11 +54,14 @@ def arcs(M) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int], 
 
 
 def plan(rows, cols, values, shape, kind: str, dtype=None, device=None):
-    """The plan's entries as a sparse matrix of the input's kind (scipy coo_matrix or torch COO)."""
+    """The plan's entries as a sparse matrix of the input's kind (scipy COO array or torch COO)."""
     if kind == "scipy":
-        from scipy.sparse import coo_matrix
+        try:  # POT returns scipy's sparse arrays (element-wise *), where scipy has them
+            from scipy.sparse import coo_array as coo
+        except ImportError:
+            from scipy.sparse import coo_matrix as coo
 
-        return coo_matrix((values.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
+        return coo((values.numpy(), (rows.numpy(), cols.numpy())), shape=shape)
     out = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape, is_coalesced=True,
                                   check_invariants=False)
     return out.to(device=device, dtype=dtype)

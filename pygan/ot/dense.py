@@ -45,7 +45,20 @@ def _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads):
     a64 = _weights(a, "a", n, None, "rows of M").contiguous()
     b64 = _weights(b, "b", m, None, "columns of M").contiguous()
     _balanced(a64, b64, mass_tol, rescale)
-    return _solve_sparse(a64, b64, rows, cols, costs, max_iter, threads), (n, m), kind
+    return _solve_sparse(a64, b64, rows, cols, costs, max_iter, threads), (n, m), kind, (rows, cols)
+
+
+def _flows_on_arcs(solved, arcs, m: int) -> torch.Tensor:
+    """The plan as a coalesced sparse tensor on exactly M's listed arcs (zero flow included): the
+    gradient of emd2 with respect to a sparse M."""
+    rows, cols = arcs
+    keys = rows * m + cols
+    order = torch.argsort(keys)
+    flows = torch.zeros(keys.numel(), dtype=torch.float64)
+    if solved.values.numel():
+        where = torch.searchsorted(keys[order], solved.rows * m + solved.cols)
+        flows[order[where]] = solved.values
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), flows, (solved.u.shape[1], m)).coalesce()
 
 
 def emd(a, b, M, numItermax=None, log: bool = False, center_dual: bool = True, numThreads="max",
@@ -87,7 +100,7 @@ def emd(a, b, M, numItermax=None, log: bool = False, center_dual: bool = True, n
     threads = _check_threads(numThreads)
     rescale = rescale or not check_marginals
     if _sparse.is_sparse(M):
-        solved, (n, m), kind = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
+        solved, (n, m), kind, _ = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
         was_numpy = kind == "scipy"
         device = M.device if kind == "torch" else torch.device("cpu")
         dtype = torch.float64 if was_numpy else _result_dtype(M, *(t for t in (a, b) if isinstance(t, torch.Tensor)))
@@ -131,22 +144,23 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
 
     Returns:
         The cost: 0-d (or [B]); a float for numpy input; a list for a multi-histogram b. For torch
-        inputs it is differentiable: the gradient is P with respect to M, u with respect to a and
-        v with respect to b.
+        inputs it is differentiable: the gradient is P with respect to M, u - mean(u) with respect
+        to a and v - mean(v) with respect to b (POT's convention).
     """
     max_iter = _iter_limit(numItermax, max_iter, mass_tol)
     threads = _check_threads(numThreads)
     rescale = rescale or not check_marginals
     log = log or return_matrix
     if _sparse.is_sparse(M):
-        solved, (n, m), kind = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
+        solved, (n, m), kind, arcs = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
         was_numpy = kind == "scipy"
         device = M.device if kind == "torch" else torch.device("cpu")
         tensors = _weight_tensors(a, b)
         dtype = torch.float64 if was_numpy else _result_dtype(M, *tensors)
         cost = solved.cost[0]
-        result = float(cost) if was_numpy else _Envelope.apply(
-            tensors[0], tensors[1], None, cost.to(device, dtype), solved.u, solved.v, None)
+        result = cost.numpy()[()] if was_numpy else _Envelope.apply(
+            tensors[0], tensors[1], M, cost.to(device, dtype), solved.u, solved.v,
+            lambda: _flows_on_arcs(solved, arcs, m))
         if not log:
             return result
         out = _log(solved, 0, was_numpy, device, dtype)
@@ -163,8 +177,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
     if multi:
         return _multi_results(solved, Mt, was_numpy, dtype, tensors[0], log, return_matrix)
     cost = solved.cost[0] if single else solved.cost
-    if was_numpy:
-        result = float(cost) if single else cost.numpy()
+    if was_numpy:  # a numpy scalar / array in the inputs' dtype, as POT returns
+        result = cost.to(dtype).numpy()[()]
     else:
         def plan_fn():
             return torch.stack([_dense_plan(solved, p, n, m) for p in range(B)])
@@ -188,7 +202,7 @@ def _multi_results(solved, Mt, was_numpy, dtype, a_tensor, log, return_matrix) -
     results = []
     for p in range(len(solved.status)):
         if was_numpy:
-            cost = float(solved.cost[p])
+            cost = solved.cost[p].to(dtype).numpy()[()]
         else:
             def plan_fn(p=p):
                 return _dense_plan(solved, p, n, m)[None]

@@ -50,7 +50,7 @@ def emd2_points(x, y, a=None, b=None, metric="euclidean", *, log: bool = False,
 
     Returns:
         The cost (0-d tensor, or a float for numpy input), differentiable with respect to x and y
-        (through the fixed optimal plan) and to a and b (the duals).
+        (through the fixed optimal plan) and to a and b (the centred duals u - mean(u), v - mean(v)).
     """
     max_iter = _check_options(max_iter, mass_tol)
     if isinstance(metric, str):

@@ -72,10 +72,13 @@ def _check_p(p: object) -> float:
 
 
 def _from_numpy(values: dict) -> tuple[dict, bool]:
-    """Numpy inputs as torch tensors (all of them numpy, or none: mixing is refused)."""
+    """Numpy inputs as torch tensors (all of them numpy, or none: mixing is refused). An empty list
+    means None (POT's "uniform"); other lists are accepted beside numpy values."""
+    values = {k: None if isinstance(v, (list, tuple)) and len(v) == 0 else v for k, v in values.items()}
     kinds = {k: isinstance(v, np.ndarray) for k, v in values.items() if v is not None}
     if not any(kinds.values()):
         return values, False
+    values = {k: np.asarray(v, dtype=np.float64) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
     names = list(values)
     for k, v in values.items():
         if v is not None and not isinstance(v, np.ndarray):
@@ -296,11 +299,24 @@ def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, lo
     plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
     if dense:
         plan = plan.toarray() if was_numpy else plan.to_dense()
-    if not was_numpy:
+    if was_numpy:
+        plan = plan.astype(_np_dtype(dtype))
+    else:
         plan = plan.to(device=device, dtype=dtype)
     if log:
-        return plan, {"cost": cost if was_numpy else torch.tensor(cost, dtype=dtype, device=device)}
+        return plan, {"cost": _scalar(cost, was_numpy, dtype, device)}
     return plan
+
+
+def _np_dtype(dtype: torch.dtype):
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def _scalar(cost: float, was_numpy: bool, dtype, device):
+    """The cost in the inputs' kind and dtype (a numpy scalar for numpy inputs, as POT returns)."""
+    if was_numpy:
+        return np.asarray(cost, dtype=_np_dtype(dtype))[()]
+    return torch.tensor(cost, dtype=dtype, device=device)
 
 
 def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False):
@@ -308,11 +324,11 @@ def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, l
     ``dense`` only shapes ``log["G"]``). Not differentiable (use :func:`wasserstein_1d`).
 
     Returns:
-        The cost (a float for numpy input, else a 0-d tensor), and with ``log`` a dict holding the
-        plan under ``"G"``.
+        The cost (a numpy scalar for numpy input, else a 0-d tensor), and with ``log`` a dict
+        holding the plan under ``"G"``.
     """
     delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True)
-    out = cost if was_numpy else torch.tensor(cost, dtype=dtype, device=device)
+    out = _scalar(cost, was_numpy, dtype, device)
     if not log:
         return out
     plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
