@@ -15,7 +15,11 @@ from ot_fixtures import F64, assert_core_certificate, assert_optimal, dense, gau
 from pygan import ot
 from pygan.ot import reference
 
-scipy_sparse = pytest.importorskip("scipy.sparse")
+
+
+def sp():
+    """scipy.sparse, or skip the test that needs it (scipy is optional)."""
+    return pytest.importorskip("scipy.sparse")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -48,7 +52,7 @@ def test_forbidden_arcs_marker(big, shape):
     a, b = np.full(n, 1 / n), np.full(m, 1 / m)
     _, log = solve(a, b, M)
     rows, cols = np.nonzero(~mask)
-    S = scipy_sparse.coo_matrix((M[rows, cols], (rows, cols)), shape=(n, m))
+    S = sp().coo_matrix((M[rows, cols], (rows, cols)), shape=(n, m))
     expected, slog = ot.emd2(a, b, S, log=True)
     assert slog["status"] == "optimal"
     assert float(log["cost"]) == pytest.approx(expected, rel=1e-12)
@@ -193,7 +197,7 @@ def test_sparse_equals_dense_with_missing_arcs(kind):
     Md = np.where(keep, M, 1e3)
     _, dlog = solve(a, b, Md)
     if kind.startswith("scipy"):
-        S = scipy_sparse.coo_matrix((M[rows, cols], (rows, cols)), shape=(n, m))
+        S = sp().coo_matrix((M[rows, cols], (rows, cols)), shape=(n, m))
         S = S.tocsr() if kind == "scipy_csr" else S
     else:
         S = torch.sparse_coo_tensor(torch.tensor(np.stack([rows, cols])), torch.tensor(M[rows, cols]), (n, m))
@@ -218,7 +222,7 @@ def test_sparse_infeasible():
     # Row 0 has no arc at all: its mass cannot move.
     rows = np.array([1, 1, 2])
     cols = np.array([0, 1, 2])
-    S = scipy_sparse.coo_matrix((np.ones(3), (rows, cols)), shape=(3, 3))
+    S = sp().coo_matrix((np.ones(3), (rows, cols)), shape=(3, 3))
     with pytest.warns(UserWarning, match="infeasible"):
         _, log = ot.emd(None, None, S, log=True)
     assert log["status"] == "infeasible" and log["result_code"] == 0
@@ -273,7 +277,7 @@ _M = torch.rand(3, 4, dtype=F64)
 
 
 def _dup_scipy():
-    return scipy_sparse.coo_matrix((np.ones(3), (np.array([0, 0, 1]), np.array([1, 1, 2]))), shape=(3, 4))
+    return sp().coo_matrix((np.ones(3), (np.array([0, 0, 1]), np.array([1, 1, 2]))), shape=(3, 4))
 
 
 def _dup_torch():
@@ -289,9 +293,9 @@ BAD = [
     ("sparse duplicates scipy", lambda: ot.emd(None, None, _dup_scipy()), ValueError, "duplicate"),
     ("sparse duplicates torch", lambda: ot.emd2(None, None, _dup_torch()), ValueError, "duplicate"),
     ("sparse out of range", lambda: ot.emd(None, None, _out_of_range_torch()), ValueError, "out of range"),
-    ("sparse nan cost", lambda: ot.emd(None, None, scipy_sparse.coo_matrix(
+    ("sparse nan cost", lambda: ot.emd(None, None, sp().coo_matrix(
         (np.array([np.nan]), (np.array([0]), np.array([0]))), shape=(3, 4))), ValueError, "M"),
-    ("sparse int", lambda: ot.emd(None, None, scipy_sparse.coo_matrix(np.ones((3, 4), dtype=np.int64))),
+    ("sparse int", lambda: ot.emd(None, None, sp().coo_matrix(np.ones((3, 4), dtype=np.int64))),
      TypeError, "M"),
     ("init wrong shape", lambda: ot.emd(None, None, _M, potentials_init=(torch.zeros(4), torch.zeros(4))),
      ValueError, "potentials_init"),

@@ -296,9 +296,9 @@ def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, lo
         The plan (in the inputs' kind), and the log dict when ``log`` is true.
     """
     delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, check_marginals)
-    plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
-    if dense:
-        plan = plan.toarray() if was_numpy else plan.to_dense()
+    plan = _dense(delta, rows, cols, shape) if dense else _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
+    if dense and was_numpy:
+        plan = plan.numpy()
     if was_numpy:
         plan = plan.astype(_np_dtype(dtype))
     else:
@@ -331,7 +331,15 @@ def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, l
     out = _scalar(cost, was_numpy, dtype, device)
     if not log:
         return out
-    plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
     if dense:
-        plan = plan.toarray() if was_numpy else plan.to_dense().to(device=device, dtype=dtype)
+        plan = _dense(delta, rows, cols, shape)
+        plan = plan.numpy().astype(_np_dtype(dtype)) if was_numpy else plan.to(device=device, dtype=dtype)
+    else:
+        plan = _plan(delta, rows, cols, shape, True, was_numpy, torch.float64)
     return out, {"G": plan}
+
+
+def _dense(delta, rows, cols, shape) -> torch.Tensor:
+    """The plan's pieces summed into a dense float64 [n, m] tensor (no scipy needed)."""
+    plan = torch.zeros(shape, dtype=torch.float64, device=delta.device)
+    return plan.index_put_((rows, cols), delta.detach().to(torch.float64), accumulate=True)
