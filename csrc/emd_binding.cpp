@@ -58,6 +58,7 @@ EmdResult pack(std::vector<emd::Solution>& sols, int64_t n, int64_t m) {
   r.rows = at::empty({nnz}, i64);
   r.cols = at::empty({nnz}, i64);
   r.values = at::empty({nnz}, f64);
+  r.certificate = at::empty({B, 3}, f64);
   for (int64_t p = 0; p < B; ++p) {
     auto& s = sols[p];
     r.cost.data_ptr<double>()[p] = s.cost;
@@ -69,6 +70,10 @@ EmdResult pack(std::vector<emd::Solution>& sols, int64_t n, int64_t m) {
     std::copy(s.rows.begin(), s.rows.end(), r.rows.data_ptr<int64_t>() + off[p]);
     std::copy(s.cols.begin(), s.cols.end(), r.cols.data_ptr<int64_t>() + off[p]);
     std::copy(s.values.begin(), s.values.end(), r.values.data_ptr<double>() + off[p]);
+    double* cert = r.certificate.data_ptr<double>() + 3 * p;
+    cert[0] = s.primal_residual;
+    cert[1] = s.dual_violation;
+    cert[2] = s.duality_gap;
   }
   return r;
 }
@@ -81,18 +86,35 @@ emd::Options make_options(int64_t max_iter) {
 
 }  // namespace
 
-EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter) {
+EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
+                    const at::Tensor& init_u, const at::Tensor& init_v) {
   check_f64(a, 2, "a must be a contiguous float64 CPU tensor [B, n]");
   check_f64(b, 2, "b must be a contiguous float64 CPU tensor [B, m]");
   check_f64(M, 3, "M must be a contiguous float64 CPU tensor [B, n, m]");
-  const int64_t B = M.size(0), n = M.size(1), m = M.size(2);
-  check(a.size(0) == B && a.size(1) == n && b.size(0) == B && b.size(1) == m, "shapes disagree");
+  const int64_t B = a.size(0), n = M.size(1), m = M.size(2);
+  check(M.size(0) == B || M.size(0) == 1, "M must have B or 1 problems");
+  check(a.size(1) == n && b.size(0) == B && b.size(1) == m, "shapes disagree");
+  const bool warm = init_u.numel() > 0;
+  if (warm) {
+    check_f64(init_u, 2, "init_u must be a contiguous float64 CPU tensor [B, n]");
+    check_f64(init_v, 2, "init_v must be a contiguous float64 CPU tensor [B, m]");
+    check(init_u.size(0) == B && init_u.size(1) == n && init_v.size(0) == B && init_v.size(1) == m,
+          "warm-start shapes disagree");
+  }
+  const int64_t m_stride = M.size(0) == 1 ? 0 : n * m;
   std::vector<emd::Solution> sols(B);
   const double* pa = a.data_ptr<double>();
   const double* pb = b.data_ptr<double>();
   const double* pm = M.data_ptr<double>();
-  if (B == 1) {
+  const double* pu = warm ? init_u.data_ptr<double>() : nullptr;
+  const double* pv = warm ? init_v.data_ptr<double>() : nullptr;
+  auto options_for = [&](int64_t p) {
     emd::Options options = make_options(max_iter);
+    if (warm) options.init_u = pu + p * n, options.init_v = pv + p * m;
+    return options;
+  };
+  if (B == 1) {
+    emd::Options options = options_for(0);
     options.parallel_for = aten_parallel_for();
     emd::Costs costs;
     costs.matrix = pm;
@@ -105,8 +127,8 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
       for (int64_t p = lo; p < hi; ++p) {
         try {
           emd::Costs costs;
-          costs.matrix = pm + p * n * m;
-          sols[p] = emd::solve(n, m, pa + p * n, pb + p * m, costs, make_options(max_iter));
+          costs.matrix = pm + p * m_stride;
+          sols[p] = emd::solve(n, m, pa + p * n, pb + p * m, costs, options_for(p));
         } catch (...) {
           std::lock_guard<std::mutex> guard(error_mutex);
           if (!error) error = std::current_exception();
@@ -137,6 +159,25 @@ EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
   options.parallel_for = aten_parallel_for();
   std::vector<emd::Solution> sols(1);
   sols[0] = emd::solve(n, m, a.data_ptr<double>(), b.data_ptr<double>(), costs, options);
+  return pack(sols, n, m);
+}
+
+EmdResult emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rows, const at::Tensor& cols,
+                     const at::Tensor& costs, int64_t max_iter) {
+  check_f64(a, 1, "a must be a contiguous float64 CPU tensor [n]");
+  check_f64(b, 1, "b must be a contiguous float64 CPU tensor [m]");
+  check_f64(costs, 1, "costs must be a contiguous float64 CPU tensor [k]");
+  const int64_t n = a.size(0), m = b.size(0), k = costs.size(0);
+  for (const at::Tensor* t : {&rows, &cols})
+    check(t->device().is_cpu() && t->scalar_type() == at::kLong && t->is_contiguous() && t->dim() == 1 &&
+              t->size(0) == k, "rows and cols must be contiguous int64 CPU tensors [k]");
+  emd::ArcList arcs;
+  arcs.count = k;
+  arcs.rows = rows.data_ptr<int64_t>();
+  arcs.cols = cols.data_ptr<int64_t>();
+  arcs.costs = costs.data_ptr<double>();
+  std::vector<emd::Solution> sols(1);
+  sols[0] = emd::solve_sparse(n, m, a.data_ptr<double>(), b.data_ptr<double>(), arcs, make_options(max_iter));
   return pack(sols, n, m);
 }
 

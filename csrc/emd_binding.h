@@ -17,11 +17,19 @@ struct EmdResult {
   at::Tensor offsets;     // [B + 1]: problem p's plan entries are [offsets[p], offsets[p + 1])
   at::Tensor rows, cols;  // [nnz]: plan entries, row-major within each problem
   at::Tensor values;      // [nnz]
+  at::Tensor certificate; // [B, 3]: primal residual, dual violation, duality gap (emd::Solution)
 };
 
-// a [B, n], b [B, m], M [B, n, m]: contiguous float64 CPU tensors. B > 1 solves the problems in
-// parallel (one per thread); B == 1 parallelises inside the one problem.
-EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter);
+// a [B, n], b [B, m], M [B, n, m] or [1, n, m] (shared by the B problems): contiguous float64 CPU
+// tensors. B > 1 solves the problems in parallel (one per thread); B == 1 parallelises inside the
+// one problem. init_u [B, n], init_v [B, m]: a warm start (emd::Options), or empty tensors.
+EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
+                    const at::Tensor& init_u, const at::Tensor& init_v);
+
+// a [n], b [m]; rows, cols [k] int64 and costs [k] float64: the only arcs that exist (no
+// duplicates, indices in range; checked by pygan.ot). Costs must be finite.
+EmdResult emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rows, const at::Tensor& cols,
+                     const at::Tensor& costs, int64_t max_iter);
 
 // a [n], b [m], x [n, d], y [m, d]: contiguous float64 CPU tensors. metric: 0 squared Euclidean,
 // 1 Euclidean, 2 Euclidean to the power p.

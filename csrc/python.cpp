@@ -68,14 +68,20 @@ void increment_(const TensorVector& steps) {
 }
 
 using EmdTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                            at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+                            at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 EmdTuple as_tuple(const pygan::EmdResult& r) {
-  return {r.cost, r.u, r.v, r.status, r.iterations, r.rounds, r.offsets, r.rows, r.cols, r.values};
+  return {r.cost, r.u, r.v, r.status, r.iterations, r.rounds, r.offsets, r.rows, r.cols, r.values, r.certificate};
 }
 
-EmdTuple emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter) {
-  return as_tuple(pygan::emd_dense(a, b, M, max_iter));
+EmdTuple emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
+                   const at::Tensor& init_u, const at::Tensor& init_v) {
+  return as_tuple(pygan::emd_dense(a, b, M, max_iter, init_u, init_v));
+}
+
+EmdTuple emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rows, const at::Tensor& cols,
+                    const at::Tensor& costs, int64_t max_iter) {
+  return as_tuple(pygan::emd_sparse(a, b, rows, cols, costs, max_iter));
 }
 
 EmdTuple emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x, const at::Tensor& y,
@@ -101,8 +107,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("increment_", &increment_, "add 1 to each optimizer step counter, in place");
   // The exact EMD solver (csrc/emd/). Returns (cost [B], u [B, n], v [B, m], status [B],
-  // iterations [B], rounds [B], offsets [B + 1], rows, cols, values); pygan.ot wraps it.
+  // iterations [B], rounds [B], offsets [B + 1], rows, cols, values, certificate [B, 3]); pygan.ot
+  // wraps it.
   m.def("emd_dense", &emd_dense, "exact EMD of B problems with dense costs [B, n, m]",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("emd_sparse", &emd_sparse, "exact EMD over a list of arcs (sparse costs)",
         py::call_guard<py::gil_scoped_release>());
   m.def("emd_points", &emd_points, "exact EMD between point clouds, costs computed on the fly",
         py::call_guard<py::gil_scoped_release>());

@@ -1,5 +1,5 @@
-"""Command line: ``python -m pygan info``, ``python -m pygan train``, ``python -m pygan experiment`` and
-``python -m pygan bench``."""
+"""Command line: ``python -m pygan info``, ``python -m pygan train``, ``python -m pygan experiment``,
+``python -m pygan w1`` and ``python -m pygan bench``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from pygan.train.cli import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["w1"]:
+        from pygan.ot.cli import main as w1_main
+
+        return w1_main(argv[1:])
     if argv[:1] == ["experiment"]:
         from pygan.experiments.cli import main as experiment_main
 
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     sub.add_parser("experiment", help="reproduce a paper's experiment with pictures: clipping-vs-gp, w-vs-js "
                    "(python -m pygan experiment --help)", add_help=False)
+    sub.add_parser("w1", help="the exact Wasserstein distance between two sample files (python -m pygan w1 --help)",
+                   add_help=False)
     bench = sub.add_parser("bench", help="run the benchmarks (python -m pygan bench --help)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The reference exact OT solver (pygan.reference.emd): the oracle the fast solver is tested against,
+"""The reference exact OT solver (pygan.ot.reference.emd): the oracle the fast solver is tested against,
 so it is checked here against independent oracles (brute force over permutations, POT, scipy's LP)
 and against its own optimality certificate (marginals, dual feasibility, complementary slackness)."""
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pygan.reference import emd
+from pygan.ot.reference import emd
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""pygan's fast 1-D OT loss (pygan._ot1d.wasserstein_1d, re-exported by pygan.ot): against the plain
+"""pygan's fast 1-D OT loss (pygan.ot.solver_1d.wasserstein_1d, re-exported by pygan.ot): against the plain
 definition (reference emd on |x - y|^p), against POT, closed forms, gradients, dtypes and input errors."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pygan import reference
-from pygan._ot1d import wasserstein_1d
+from pygan.ot import reference
+from pygan.ot.solver_1d import wasserstein_1d
 from testing import DEVICES
 
 F64 = torch.float64
@@ -159,3 +159,93 @@ def test_bad_inputs(case):
     args, kwargs, exc, name = _bad_inputs()[case]
     with pytest.raises(exc, match=rf"\b{name}\b"):
         wasserstein_1d(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# POT's 1-D API: numpy in / numpy out, require_sort, return_plans, emd_1d / emd2_1d, inf
+
+
+def test_numpy_in_numpy_out():
+    import numpy as np
+
+    from pygan import ot
+
+    gen = np.random.default_rng(0)
+    x, y = gen.normal(size=20), gen.normal(size=15) + 1
+    got = ot.wasserstein_1d(x, y, p=2)
+    assert isinstance(got, np.floating)
+    assert float(got) == pytest.approx(float(wasserstein_1d(torch.tensor(x), torch.tensor(y), p=2)), rel=1e-14)
+    batched = ot.wasserstein_1d(gen.normal(size=(9, 3)), gen.normal(size=(7, 3)))
+    assert isinstance(batched, np.ndarray) and batched.shape == (3,)
+
+
+def test_require_sort_false_on_sorted_values():
+    gen = torch.Generator().manual_seed(1)
+    x, y = sample(12, gen).sort().values, sample(9, gen).sort().values
+    a, b = weights(12, gen), weights(9, gen)
+    assert float(wasserstein_1d(x, y, a, b, p=1.5, require_sort=False)) == pytest.approx(
+        float(wasserstein_1d(x, y, a, b, p=1.5)), rel=1e-14)
+
+
+@pytest.mark.parametrize("kind", [True, "coo_tuple"])
+def test_return_plans(kind):
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(2)
+    x, y = sample((10, 2), gen), sample((8, 2), gen)
+    a = weights(10, gen)
+    cost, plans = wasserstein_1d(x, y, a, None, p=2, return_plans=kind)
+    assert len(plans) == 2
+    for k, plan in enumerate(plans):
+        if kind is True:
+            P = plan.to_dense()
+        else:
+            P = torch.zeros(10, 8, dtype=F64).index_put_((plan.rows, plan.cols), plan.data, accumulate=True)
+        torch.testing.assert_close(P.sum(1), a / a.sum(), rtol=0, atol=1e-14)
+        torch.testing.assert_close(P.sum(0), torch.full((8,), 1 / 8, dtype=F64), rtol=0, atol=1e-14)
+        C = (x[:, k, None] - y[None, :, k]) ** 2
+        assert float((P * C).sum()) == pytest.approx(float(cost[k]), rel=1e-12)
+    pytest.importorskip("scipy")  # numpy plans are scipy sparse matrices
+    _, np_plans = wasserstein_1d(x.numpy(), y.numpy(), return_plans=True)
+    assert np_plans[0].shape == (10, 8) and np.isclose(np_plans[0].toarray().sum(), 1.0)
+
+
+def test_huge_values_give_inf_not_nan():
+    # The true answers overflow float64; zero-length pieces (0 * inf) must not turn them into NaN.
+    assert float(wasserstein_1d(torch.tensor([-1e308], dtype=F64), torch.tensor([1e308], dtype=F64))) == float("inf")
+    x = torch.tensor([-1e308, 0.0], dtype=F64)  # finite: 0.5 * 1e308 twice
+    assert float(wasserstein_1d(x, torch.tensor([1e308, 0.0], dtype=F64))) == 1e308
+    assert float(wasserstein_1d(torch.tensor([1e200], dtype=F64), torch.tensor([-1e200], dtype=F64), p=2)) == float("inf")
+
+
+@pytest.mark.parametrize("metric, p", [("sqeuclidean", 2.0), ("minkowski", 3.0), ("euclidean", 1.0), ("cityblock", 1.0)])
+def test_emd_1d_and_emd2_1d_against_pot(metric, p):
+    import numpy as np
+
+    from pygan import ot as pg
+
+    pot = pytest.importorskip("ot")
+    gen = np.random.default_rng(3)
+    x, y = gen.normal(size=11), gen.normal(size=7) * 2
+    a = gen.random(11)
+    a /= a.sum()
+    kw = {"p": p} if metric == "minkowski" else {}
+    G = pg.emd_1d(x, y, a, None, metric=metric, **kw)
+    np.testing.assert_allclose(G, pot.emd_1d(x, y, a, None, metric=metric, **kw), atol=1e-14)
+    assert pg.emd2_1d(x, y, a, None, metric=metric, **kw) == pytest.approx(
+        pot.emd2_1d(x, y, a, None, metric=metric, **kw), rel=1e-12)
+    Gs, log = pg.emd_1d(torch.tensor(x), torch.tensor(y), dense=False, log=True, metric=metric, **kw)
+    assert Gs.is_sparse and float(log["cost"]) == pytest.approx(pot.emd2_1d(x, y, metric=metric, **kw), rel=1e-12)
+
+
+def test_emd_1d_bad_input():
+    from pygan import ot as pg
+
+    with pytest.raises(ValueError, match="metric"):
+        pg.emd_1d(torch.rand(3), torch.rand(4), metric="hamming")
+    with pytest.raises(ValueError, match="x_a"):
+        pg.emd_1d(torch.rand(3, 2), torch.rand(4))
+    with pytest.raises(ValueError, match="masses differ"):
+        pg.emd_1d(torch.rand(3), torch.rand(4), torch.ones(3), torch.ones(4))
+    with pytest.raises(ValueError, match="return_plans"):
+        wasserstein_1d(torch.rand(3), torch.rand(4), return_plans="csr")

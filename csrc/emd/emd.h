@@ -21,8 +21,10 @@
 
 namespace pygan::emd {
 
-// Matches pygan.ot's result codes (and POT's order for the first values).
-enum class Status : int { Optimal = 0, Infeasible = 1, Unbounded = 2, IterationLimit = 3 };
+// POT's result codes (0-3), and Imprecise: the simplex ended but the float64 certificate of the
+// answer (Solution::primal_residual, dual_violation, duality_gap) is outside its tolerance, so the
+// answer is not claimed optimal.
+enum class Status : int { Infeasible = 0, Optimal = 1, Unbounded = 2, IterationLimit = 3, Imprecise = 4 };
 
 const char* status_name(Status s);
 
@@ -51,6 +53,11 @@ struct Options {
   int64_t neighbours = 0;        // k of the first arc set; 0: 32
   int64_t add_per_row = 0;       // most arcs added per row and pricing round; 0: 32
   bool multiscale = true;        // choose the first arcs with duals of a subsampled problem
+  // A warm start (n and m values, or null): duals of a nearby problem, e.g. the previous solve of
+  // a training loop. They replace the multiscale start's approximate duals in choosing the first
+  // arcs. Must be finite.
+  const double* init_u = nullptr;
+  const double* init_v = nullptr;
   ParallelFor parallel_for;      // empty: serial
 };
 
@@ -63,6 +70,10 @@ struct Solution {
   std::vector<int64_t> rows, cols;  // the plan's non-zeros (at most n + m - 1), row-major order
   std::vector<double> values;
   std::vector<double> u, v;       // duals: u_i + v_j <= C_ij everywhere, centred so a.u == b.v
+  // The certificate, measured after the solve on every pair (NOTE: [Certificate] in transport.cpp):
+  double primal_residual = 0.0;   // max |row / column sum of the plan - a / b|
+  double dual_violation = 0.0;    // max(0, max_ij u_i + v_j - C_ij)
+  double duality_gap = 0.0;       // |cost - (a.u + b.v)|
 };
 
 // Solves one problem. a (n), b (m): non-negative and finite, with positive totals; b is rescaled
@@ -70,5 +81,18 @@ struct Solution {
 // be finite. Never throws for numerical reasons; throws std::invalid_argument on misuse.
 Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Costs& costs,
                const Options& options);
+
+// A sparse cost matrix: the only arcs (row, col) that exist, with their costs. No duplicates.
+struct ArcList {
+  int64_t count = 0;
+  const int64_t* rows = nullptr;
+  const int64_t* cols = nullptr;
+  const double* costs = nullptr;
+};
+
+// Solves one problem over the listed arcs only (csrc/emd/sparse.cpp): Infeasible when they cannot
+// carry the masses. Duals are feasible on the listed arcs; the certificate is measured there.
+Solution solve_sparse(int64_t n, int64_t m, const double* a, const double* b, const ArcList& arcs,
+                      const Options& options);
 
 }  // namespace pygan::emd

@@ -5,8 +5,7 @@
 
 namespace pygan::emd {
 
-TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand,
-                                   double art_cost)
+TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand)
     : n_(n), m_(m), nodes_(n + m), root_(n + m), next_arc_(n + m) {
   const int32_t N = nodes_;
   src_.resize(N);
@@ -21,18 +20,21 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   rev_thread_.resize(N + 1);
   up_.resize(N + 1);
   pi_.resize(N + 1);
+  level_.assign(N + 1, 0);
   // The start tree: every node is a child of the root through its artificial arc, which carries
   // the node's whole mass (positive, so the tree is strongly feasible). Rows reach the root for
-  // free, the root reaches columns at art_cost, so any real arc prices out at first.
+  // free, the root reaches columns at the symbolic cost M (NOTE: [Symbolic big-M]), so any real
+  // arc prices out at first.
   for (int32_t u = 0; u < N; ++u) {
     const bool row = u < n;
     src_[u] = row ? u : root_;
     tgt_[u] = row ? root_ : u;
-    cost_[u] = row ? 0.0 : art_cost;
+    cost_[u] = 0.0;  // the real part; big() adds M to the column arcs
     flow_[u] = row ? supply[u] : demand[u - n];
     pred_[u] = u;
     up_[u] = row;
-    pi_[u] = row ? 0.0 : art_cost;
+    pi_[u] = 0.0;
+    level_[u] = row ? 0 : 1;
     thread_[u] = u + 1;
     rev_thread_[u + 1] = u;
   }
@@ -44,6 +46,24 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   rev_thread_[0] = root_;
   if (N == 0) rev_thread_[root_] = root_;
   else thread_[N - 1] = root_;
+}
+
+void TransportSimplex::refresh_potentials() {
+  // Preorder from the root: a parent's potential is always final before its children's.
+  pi_[root_] = 0.0;
+  level_[root_] = 0;
+  for (int32_t w = thread_[root_]; w != root_; w = thread_[w]) {
+    const int32_t par = parent_[w], e = pred_[w];
+    const int32_t l = big(e) ? 1 : 0;
+    if (up_[w]) {  // arc w -> parent: cost + pi(w) - pi(parent) == 0
+      pi_[w] = pi_[par] - cost_[e];
+      level_[w] = level_[par] - l;
+    } else {       // arc parent -> w
+      pi_[w] = pi_[par] + cost_[e];
+      level_[w] = level_[par] + l;
+    }
+  }
+  since_refresh_ = 0;
 }
 
 double TransportSimplex::artificial_flow() const {
@@ -61,14 +81,22 @@ int64_t TransportSimplex::find_entering() {
   const int64_t block = std::min<int64_t>(count, std::max<int64_t>(16, std::llround(std::sqrt(double(count)))));
   int64_t e = std::clamp(next_arc_, first, end - 1);
   int64_t best = -1;
+  // Lexicographic (NOTE: [Symbolic big-M]): a lower level difference wins, then a lower score;
+  // (0, 0) is the bar an arc must beat to enter.
+  int32_t best_level = 0;
   double best_score = 0.0;
   const double* pi = pi_.data();
+  const int32_t* lv = level_.data();
   int64_t scanned = 0, in_block = 0;
   while (scanned < count) {
     const int64_t len = std::min({block - in_block, end - e, count - scanned});
     for (int64_t k = e; k < e + len; ++k) {
-      const double s = violation_score(cost_[k], pi[src_[k]], pi[tgt_[k]]);
-      if (s < best_score && !in_tree_[k]) {
+      const int32_t sk = src_[k], tk = tgt_[k];
+      const int32_t l = lv[sk] - lv[tk];
+      if (l > best_level) continue;
+      const double s = violation_score(cost_[k], pi[sk], pi[tk]);
+      if ((l < best_level || s < best_score) && !in_tree_[k]) {
+        best_level = l;
         best_score = s;
         best = k;
       }
@@ -140,6 +168,7 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   // Shift of T's potentials that makes the entering arc's reduced cost zero.
   const double c = cost_[in_arc];
   const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
+  const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
 
   // The stem u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links get reversed.
   stem_.clear();
@@ -191,6 +220,7 @@ bool TransportSimplex::pivot(int64_t in_arc) {
     rev[w] = last;
     depth[w] = depth[parent[w]] + 1;
     pi_[w] += sigma;
+    level_[w] += lsigma;
     last = w;
   }
   thread[last] = next;
@@ -200,14 +230,18 @@ bool TransportSimplex::pivot(int64_t in_arc) {
 
 Status TransportSimplex::run(int64_t max_pivots, int64_t& pivots) {
   for (int64_t done = 0;; ++done) {
-    if (max_pivots >= 0 && done >= max_pivots) {
-      // Out of pivots: optimal only if nothing would enter.
-      return find_entering() < 0 ? Status::Optimal : Status::IterationLimit;
+    if (since_refresh_ >= nodes_) refresh_potentials();
+    int64_t in_arc = find_entering();
+    if (in_arc < 0 && since_refresh_ > 0) {
+      // Done by the incrementally updated potentials: confirm with exact ones.
+      refresh_potentials();
+      in_arc = find_entering();
     }
-    const int64_t in_arc = find_entering();
     if (in_arc < 0) return Status::Optimal;
+    if (max_pivots >= 0 && done >= max_pivots) return Status::IterationLimit;
     if (!pivot(in_arc)) return Status::Unbounded;
     ++pivots;
+    ++since_refresh_;
   }
 }
 

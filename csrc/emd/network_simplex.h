@@ -20,11 +20,23 @@
 // preorder after the other endpoint. All of that is O(|T|), the same order as the potential update
 // that every network simplex does on T anyway.
 //
+// NOTE: [Symbolic big-M]
+// The root reaches every column through an artificial arc whose cost is "M, larger than any path
+// of real arcs". A numeric M (max|C| * (n + m + 1)) puts that huge number into the potentials of
+// every node that still hangs off such an arc, and then the reduced costs of ordinary arcs are
+// differences of numbers ~M: with one cost of 1e20 in the matrix, costs of order 1 vanish below
+// the rounding of the potentials and the simplex stops at a wrong plan. So M is kept symbolic:
+// every potential is a pair (level, value) meaning level * M + value, where level counts the
+// artificial column arcs on the node's tree path, and reduced costs are compared lexicographically
+// (a non-zero level difference decides alone). The values are sums of real costs only.
+//
 // NOTE: [Reduced-cost tolerance]
 // An arc enters only if its reduced cost c + pi_s - pi_t is below -kRelTol * (|c| + |pi_s| + |pi_t|):
 // a few ulps of the numbers it is computed from, so rounding noise never drives pivots (which could
 // loop). The driver prices the full problem with the same test (violation_score), so "nothing enters
-// here" and "nothing violates there" agree. The resulting dual violation is at most that bound.
+// here" and "nothing violates there" agree. Potentials are updated incrementally by each pivot and
+// recomputed exactly from the tree (refresh_potentials) before the simplex declares itself done and
+// every `nodes` pivots, so the rounding of a long run of updates never accumulates into them.
 #pragma once
 
 #include <cmath>
@@ -43,10 +55,17 @@ inline double violation_score(double c, double ps, double pt) {
   return (c + ps - pt) + kRelTol * (std::fabs(c) + std::fabs(ps) + std::fabs(pt));
 }
 
+// The same with symbolic big-M levels (NOTE: [Symbolic big-M]): a level difference dominates any
+// value, so it maps to +-kBigScore times that difference.
+constexpr double kBigScore = 1e300;
+inline double violation_score(double c, double ps, double pt, int32_t level) {
+  return level != 0 ? level * kBigScore : violation_score(c, ps, pt);
+}
+
 class TransportSimplex {
  public:
   // supply (n) and demand (m): positive masses with equal totals (up to rounding).
-  TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand, double art_cost);
+  TransportSimplex(int32_t n, int32_t m, const double* supply, const double* demand);
 
   void reserve(int64_t real_arcs) {
     const size_t total = static_cast<size_t>(nodes_ + real_arcs);
@@ -72,8 +91,12 @@ class TransportSimplex {
   int32_t rows() const { return n_; }
   int32_t cols() const { return m_; }
   int64_t real_arcs() const { return static_cast<int64_t>(src_.size()) - nodes_; }
-  // Row r's potential is pi(r), column c's is pi(n + c): reduced cost = cost + pi(r) - pi(n + c).
+  // Row r's potential is level(r) * M + pi(r), column c's level(n + c) * M + pi(n + c) (M symbolic):
+  // reduced cost = cost + pi(r) - pi(n + c) when the levels agree.
   const double* potentials() const { return pi_.data(); }
+  const int32_t* levels() const { return level_.data(); }
+  // Recomputes every potential from the tree's arcs (exact up to one rounding per tree edge).
+  void refresh_potentials();
   // Real arc k (0-based among the real arcs).
   int32_t arc_row(int64_t k) const { return src_[nodes_ + k]; }
   int32_t arc_col(int64_t k) const { return tgt_[nodes_ + k] - n_; }
@@ -83,8 +106,12 @@ class TransportSimplex {
   // the big-M offset out of the duals when the root hangs off a column's artificial arc.
   void normalise_potentials() {
     const double shift = pi_[0];
+    const int32_t lshift = level_[0];
     for (double& x : pi_) x -= shift;
+    for (int32_t& l : level_) l -= lshift;
   }
+  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
+  double artificial_flow_of(int32_t u) const { return flow_[u]; }
   // Flow still routed through the root (zero for a solved, balanced problem; rounding aside).
   double artificial_flow() const;
 
@@ -100,8 +127,11 @@ class TransportSimplex {
   // Spanning tree, per node (root included).
   std::vector<int32_t> parent_, pred_, depth_, thread_, rev_thread_;
   std::vector<uint8_t> up_;  // pred_ arc points from the node to its parent
+  bool big(int64_t arc) const { return arc >= n_ && arc < nodes_; }  // root -> column: cost M
   std::vector<double> pi_;
+  std::vector<int32_t> level_;
   int64_t next_arc_;
+  int64_t since_refresh_ = 0;
   std::vector<int32_t> stem_, order_;  // scratch for pivot()
 };
 

@@ -21,6 +21,7 @@ const char* status_name(Status s) {
     case Status::Infeasible: return "infeasible";
     case Status::Unbounded: return "unbounded";
     case Status::IterationLimit: return "iteration_limit";
+    case Status::Imprecise: return "imprecise";
   }
   return "unknown";
 }
@@ -60,6 +61,12 @@ class CostRows {
       }
     }
     finish(buffer);
+    if (c_.metric != Metric::SqEuclidean) {
+      // Finite points whose squared distance overflows (coordinates above ~1e154): the distance
+      // itself may still be finite, so recompute those pairs with scaling.
+      for (int64_t j = 0; j < m_; ++j)
+        if (std::isinf(buffer[j])) buffer[j] = scaled(i, j);
+    }
     return buffer;
   }
 
@@ -70,10 +77,27 @@ class CostRows {
       const double t = c_.x[i * c_.dim + k] - c_.y[j * c_.dim + k];
       s += t * t;
     }
-    return metric(s);
+    const double c = metric(s);
+    return std::isinf(c) && c_.metric != Metric::SqEuclidean ? scaled(i, j) : c;
   }
 
  private:
+  // ||x_i - y_j||^p computed as s * ||(x_i - y_j) / s||, s = the largest |coordinate difference|.
+  double scaled(int64_t i, int64_t j) const {
+    const double* xi = c_.x + i * c_.dim;
+    const double* yj = c_.y + j * c_.dim;
+    double s = 0.0;
+    for (int64_t k = 0; k < c_.dim; ++k) s = std::max(s, std::fabs(xi[k] - yj[k]));
+    if (!(s > 0) || std::isinf(s)) return s;
+    double t = 0.0;
+    for (int64_t k = 0; k < c_.dim; ++k) {
+      const double d = (xi[k] - yj[k]) / s;
+      t += d * d;
+    }
+    const double norm = s * std::sqrt(t);
+    return c_.metric == Metric::Euclidean ? norm : std::pow(norm, c_.p);
+  }
+
   double metric(double sq) const {
     switch (c_.metric) {
       case Metric::SqEuclidean: return sq;
@@ -186,8 +210,13 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   // cost C_ij - u_i - v_j under those duals: the tight arcs of a good dual are where an optimal
   // plan lives. The result stays exact either way; this only decides where the search starts.
   std::vector<double> row_dual(na, 0.0), col_dual(ma, 0.0);
-  const bool coarse = !complete && options.multiscale;
-  if (coarse) {
+  const bool warm = options.init_u != nullptr && options.init_v != nullptr;
+  const bool coarse = !complete && (warm || options.multiscale);
+  if (coarse && warm) {
+    // A warm start: the given column duals play the coarse solve's part (its rows' duals follow
+    // by the c-transform below, as they do there).
+    for (int32_t l = 0; l < ma; ++l) col_dual[l] = options.init_v[act.cols[l]];
+  } else if (coarse) {
     std::mt19937_64 rng(0x5eed + na + 31 * ma);
     std::vector<int32_t> rs(na), cs(ma);
     for (int32_t r = 0; r < na; ++r) rs[r] = r;
@@ -220,6 +249,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     }
     Options sub_options = options;
     sub_options.max_iter = -1;
+    sub_options.init_u = sub_options.init_v = nullptr;
     const Solution coarse_sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
     std::fill(col_dual.begin(), col_dual.end(), std::numeric_limits<double>::infinity());
     parallel_for(0, ns, grain, [&](int64_t lo, int64_t hi) {
@@ -289,15 +319,36 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   });
   if (!std::isfinite(max_abs)) throw std::invalid_argument("emd::solve: costs must be finite");
 
-  const int32_t nodes = na + ma;
-  // Big-M: routing mass through the root costs more than any path of real arcs can.
-  const double art_cost = (max_abs > 0 ? max_abs : 1.0) * (double(nodes) + 1.0);
-  TransportSimplex simplex(na, ma, supply.data(), demand.data(), art_cost);
+  // The artificial arcs' big-M is symbolic (NOTE: [Symbolic big-M] in network_simplex.h), so no
+  // cost scale enters here.
+  TransportSimplex simplex(na, ma, supply.data(), demand.data());
+  // NOTE: [Warm start]
+  // With duals (u, v) of a nearby problem the simplex works on the reduced costs
+  // C'_ij = C_ij - u_i - v_j instead (every plan's cost changes by the same a.u + b.v, so the
+  // optimal plans are the same). The arcs of the old optimum then cost about 0 and all others more,
+  // so the big-M start's first pivots, which take the cheapest arc of a block, build a tree close to
+  // the new optimum. Potentials are translated back for pricing and for the duals returned.
+  // Duals far off the cost scale are not used (their shift would only add rounding).
+  std::vector<double> shift_r(na, 0.0), shift_c(ma, 0.0);
+  bool shifted = false;
+  if (warm) {
+    double largest = 0.0;
+    for (int32_t r = 0; r < na; ++r) largest = std::max(largest, std::fabs(options.init_u[act.rows[r]]));
+    for (int32_t l = 0; l < ma; ++l) largest = std::max(largest, std::fabs(options.init_v[act.cols[l]]));
+    shifted = largest <= 1e3 * (max_abs + 1.0);
+    if (shifted) {
+      for (int32_t r = 0; r < na; ++r) shift_r[r] = options.init_u[act.rows[r]];
+      for (int32_t l = 0; l < ma; ++l) shift_c[l] = options.init_v[act.cols[l]];
+    }
+  }
+  auto add_arc = [&](int32_t r, int32_t l, double c) {
+    simplex.add_arc(r, l, shifted ? c - shift_r[r] - shift_c[l] : c);
+  };
   if (complete) {
     simplex.reserve(int64_t(na) * ma);
     for (int32_t r = 0; r < na; ++r) {
       const int32_t i = act.rows[r];
-      for (int32_t l = 0; l < ma; ++l) simplex.add_arc(r, l, cost_rows.at(i, act.cols[l]));
+      for (int32_t l = 0; l < ma; ++l) add_arc(r, l, cost_rows.at(i, act.cols[l]));
     }
   } else {
     std::vector<std::vector<int32_t>> per_row(na);
@@ -318,7 +369,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         arcs.push_back({c - row_dual[r] - col_dual[l], c, r, l});
       }
     }
-    for (const Arc& e : arcs) simplex.add_arc(e.row, e.col, e.cost);
+    for (const Arc& e : arcs) add_arc(e.row, e.col, e.cost);
     // Neighbour arcs alone often cannot carry the masses (two clouds apart: every neighbour of a
     // point may lie in its own cloud). Then the restricted optimum keeps mass on the artificial
     // arcs and its big-M potentials make every pricing round add useless arcs. So make the first
@@ -337,7 +388,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
       while (r < na && left_a[r] <= crumb) ++r;
       while (l < ma && left_b[l] <= crumb) ++l;
       if (r == na || l == ma) break;
-      simplex.add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
+      add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
       const double f = std::min(left_a[r], left_b[l]);
       left_a[r] -= f;
       left_b[l] -= f;
@@ -349,6 +400,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   std::vector<double> add_key(complete ? 0 : size_t(na) * add_per_row);
   std::vector<int32_t> add_idx(add_key.size()), add_size(complete ? 0 : na);
   std::vector<double> col_pi(m);
+  std::vector<int32_t> col_lv(m);
+  // Inactive columns: potential -inf and a level far below any row's, so their score is +inf.
+  constexpr int32_t kInactiveLevel = -(1 << 29);
   for (;;) {
     const int64_t before = sol.iterations;
     const int64_t budget = options.max_iter < 0 ? -1 : std::max<int64_t>(0, options.max_iter - sol.iterations);
@@ -361,18 +415,21 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     ++sol.rounds;
     simplex.normalise_potentials();
     const double* pi = simplex.potentials();
+    const int32_t* lv = simplex.levels();
     std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
-    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l];
+    std::fill(col_lv.begin(), col_lv.end(), kInactiveLevel);
+    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l] + shift_c[l], col_lv[act.cols[l]] = lv[na + l];
     parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
       std::vector<double> buffer(costs.matrix ? 0 : m), score(m);
       for (int64_t r = lo; r < hi; ++r) {
         const double* c = cost_rows.row(act.rows[r], buffer.data());
-        const double pr = pi[r];
+        const double pr = pi[r] - shift_r[r];  // NOTE: [Warm start]: the potentials of C
+        const int32_t lr = lv[r];
         // Scores first (a loop the compiler vectorises), then the rare negatives.
         // Inactive columns have potential -inf: their score is +inf, never negative.
         double lowest = 0.0;
         for (int64_t j = 0; j < m; ++j) {
-          score[j] = violation_score(c[j], pr, col_pi[j]);
+          score[j] = violation_score(c[j], pr, col_pi[j], lr - col_lv[j]);
           lowest = std::min(lowest, score[j]);
         }
         SmallestK worst{add_key.data() + r * add_per_row, add_idx.data() + r * add_per_row, int32_t(add_per_row)};
@@ -387,7 +444,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     for (int32_t r = 0; r < na; ++r) {
       for (int32_t t = 0; t < add_size[r]; ++t) {
         const int32_t j = add_idx[size_t(r) * add_per_row + t];
-        simplex.add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
+        add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
       }
       added += add_size[r];
     }
@@ -401,29 +458,83 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   if (sol.status == Status::Optimal && simplex.artificial_flow() > 1e-9 * sum_a) sol.status = Status::Infeasible;
   sol.arcs = simplex.real_arcs();
 
-  // The plan (basic arcs with positive flow), in row-major order of the original indices.
-  std::vector<int64_t> order;
+  // The plan: basic arcs with positive flow, as (active row, active column, flow).
+  struct Entry {
+    int32_t row, col;
+    double flow;
+  };
+  std::vector<Entry> entries;
   for (int64_t e = 0; e < sol.arcs; ++e)
-    if (simplex.arc_flow(e) > 0) order.push_back(e);
-  std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-    return std::make_pair(simplex.arc_row(x), simplex.arc_col(x)) < std::make_pair(simplex.arc_row(y), simplex.arc_col(y));
+    if (simplex.arc_flow(e) > 0) entries.push_back({simplex.arc_row(e), simplex.arc_col(e), simplex.arc_flow(e)});
+  if (sol.status == Status::IterationLimit) {
+    // Stopped early: mass may still sit on the artificial arcs. Route it over real pairs (a
+    // north-west corner over what is left), so that the plan returned meets the marginals even
+    // though it is not optimal.
+    std::vector<double> left_a(na), left_b(ma);
+    for (int32_t r = 0; r < na; ++r) left_a[r] = simplex.artificial_flow_of(r);
+    for (int32_t l = 0; l < ma; ++l) left_b[l] = simplex.artificial_flow_of(na + l);
+    int32_t r = 0, l = 0;
+    for (;;) {
+      while (r < na && !(left_a[r] > 0)) ++r;
+      while (l < ma && !(left_b[l] > 0)) ++l;
+      if (r == na || l == ma) break;
+      const double f = std::min(left_a[r], left_b[l]);
+      entries.push_back({r, l, f});
+      left_a[r] -= f;
+      left_b[l] -= f;
+      if (left_a[r] <= left_b[l]) ++r; else ++l;
+    }
+  }
+  // Row-major order of the original indices, duplicates (a corner entry on a basic arc) merged.
+  std::sort(entries.begin(), entries.end(), [&](const Entry& x, const Entry& y) {
+    return std::make_pair(act.rows[x.row], act.cols[x.col]) < std::make_pair(act.rows[y.row], act.cols[y.col]);
   });
-  for (const int64_t e : order) {
-    sol.rows.push_back(act.rows[simplex.arc_row(e)]);
-    sol.cols.push_back(act.cols[simplex.arc_col(e)]);
-    sol.values.push_back(simplex.arc_flow(e));
-    sol.cost += simplex.arc_flow(e) * simplex.arc_cost(e);
+  double abs_cost = 0.0;  // sum of flow * |cost|: the scale of the cost's rounding
+  for (size_t t = 0; t < entries.size();) {
+    const Entry& e = entries[t];
+    double f = 0.0;
+    size_t q = t;
+    for (; q < entries.size() && entries[q].row == e.row && entries[q].col == e.col; ++q) f += entries[q].flow;
+    const int32_t i = act.rows[e.row], j = act.cols[e.col];
+    const double c = cost_rows.at(i, j);
+    sol.rows.push_back(i);
+    sol.cols.push_back(j);
+    sol.values.push_back(f);
+    sol.cost += f * c;
+    abs_cost += f * std::fabs(c);
+    t = q;
   }
 
-  // Duals: u_i = -pi(row), v_j = pi(column); zero-mass columns, then rows, get c-transforms so
-  // that u_i + v_j <= C_ij holds for every pair. Then centre them as POT does (a.u == b.v).
+  // Duals: u_i = -pi(row), v_j = pi(column), where pi = level * M_eff + value (NOTE: [Symbolic
+  // big-M]). The levels usually agree at the end; where a zero-flow artificial arc still splits
+  // the tree, M_eff is the smallest M that keeps every pair between the parts dual feasible.
   simplex.normalise_potentials();
   const double* pi = simplex.potentials();
+  const int32_t* lv = simplex.levels();
+  double m_eff = 0.0;
+  bool split = false;
+  for (int32_t t = 0; t < na + ma; ++t) split = split || lv[t] != 0;
+  if (split) {
+    parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
+      std::vector<double> buffer(costs.matrix ? 0 : m);
+      double need = 0.0;
+      for (int64_t r = lo; r < hi; ++r) {
+        const double* c = cost_rows.row(act.rows[r], buffer.data());
+        for (int32_t l = 0; l < ma; ++l) {
+          const int32_t dl = lv[r] - lv[na + l];
+          if (dl > 0) need = std::max(need, -(c[act.cols[l]] + (pi[r] - shift_r[r]) - (pi[na + l] + shift_c[l])) / dl);
+        }
+      }
+      std::lock_guard<std::mutex> guard(merge_mutex);
+      m_eff = std::max(m_eff, need);
+    });
+  }
   const double inf = std::numeric_limits<double>::infinity();
   sol.u.assign(n, inf);
   sol.v.assign(m, inf);
-  for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -pi[r];
-  for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l];
+  for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -(pi[r] + lv[r] * m_eff) + shift_r[r];
+  for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l] + lv[na + l] * m_eff + shift_c[l];
+  // Zero-mass columns, then rows, get c-transforms so that u_i + v_j <= C_ij holds for every pair.
   for (int64_t j = 0; j < m; ++j) {
     if (act.col_pos[j] >= 0) continue;
     double best = inf;
@@ -436,12 +547,59 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     for (int64_t j = 0; j < m; ++j) best = std::min(best, cost_rows.at(i, j) - sol.v[j]);
     sol.u[i] = best;
   }
+  // Centre them as POT does (a.u == b.v).
   double au = 0.0, bv = 0.0;
   for (int64_t i = 0; i < n; ++i) au += a[i] * sol.u[i];
   for (int64_t j = 0; j < m; ++j) bv += b_scaled[j] * sol.v[j];
   const double shift = (bv - au) / (sum_a + sum_a);
   for (double& x : sol.u) x += shift;
   for (double& x : sol.v) x -= shift;
+
+  // NOTE: [Certificate]
+  // The answer is checked, not trusted: the plan's marginals (a pass over its <= n + m - 1
+  // entries), dual feasibility on *every* pair (one pass over the costs, like a pricing round) and
+  // the duality gap. Each figure is compared with the rounding float64 allows for the numbers it
+  // is computed from: a pair's violation with kCertTol * (|u_i| + |v_j| + |C_ij|), the gap with
+  // kCertTol * (sum P|C| + sum a|u| + sum b|v|), the marginals with kCertTol * sum(a). An
+  // "optimal" simplex whose certificate fails one of these is reported Imprecise, never Optimal.
+  constexpr double kCertTol = 1e-10;
+  constexpr double kPairTol = 1e-12;
+  std::vector<double> row_sum(n, 0.0), col_sum(m, 0.0);
+  for (size_t t = 0; t < sol.values.size(); ++t) row_sum[sol.rows[t]] += sol.values[t], col_sum[sol.cols[t]] += sol.values[t];
+  double primal = 0.0;
+  for (int64_t i = 0; i < n; ++i) primal = std::max(primal, std::fabs(row_sum[i] - a[i]));
+  for (int64_t j = 0; j < m; ++j) primal = std::max(primal, std::fabs(col_sum[j] - b_scaled[j]));
+  double dual = 0.0;
+  bool pairs_ok = true;
+  parallel_for(0, n, grain, [&](int64_t lo, int64_t hi) {
+    std::vector<double> buffer(costs.matrix ? 0 : m);
+    double worst = 0.0;
+    bool ok = true;
+    for (int64_t i = lo; i < hi; ++i) {
+      const double* c = cost_rows.row(i, buffer.data());
+      const double ui = sol.u[i];
+      double row_worst = 0.0, excess = -inf;
+      for (int64_t j = 0; j < m; ++j) {
+        const double viol = ui + sol.v[j] - c[j];
+        row_worst = std::max(row_worst, viol);
+        excess = std::max(excess, viol - kPairTol * (std::fabs(ui) + std::fabs(sol.v[j]) + std::fabs(c[j])));
+      }
+      worst = std::max(worst, row_worst);
+      ok = ok && !(excess > 0) && std::isfinite(row_worst);
+    }
+    std::lock_guard<std::mutex> guard(merge_mutex);
+    dual = std::max(dual, worst);
+    pairs_ok = pairs_ok && ok;
+  });
+  double dual_obj = 0.0, dual_abs = 0.0;
+  for (int64_t i = 0; i < n; ++i) dual_obj += a[i] * sol.u[i], dual_abs += a[i] * std::fabs(sol.u[i]);
+  for (int64_t j = 0; j < m; ++j) dual_obj += b_scaled[j] * sol.v[j], dual_abs += b_scaled[j] * std::fabs(sol.v[j]);
+  sol.primal_residual = primal;
+  sol.dual_violation = dual;
+  sol.duality_gap = std::fabs(sol.cost - dual_obj);
+  const bool certified = primal <= kCertTol * sum_a && pairs_ok &&
+                         sol.duality_gap <= kCertTol * (abs_cost + dual_abs);
+  if (sol.status == Status::Optimal && !certified) sol.status = Status::Imprecise;
   return sol;
 }
 
