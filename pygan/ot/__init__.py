@@ -20,7 +20,6 @@ Layout (as POT's ``ot/lp/``): ``dense`` (emd, emd2), ``points`` (emd2_points), `
 
 from __future__ import annotations
 
-from pygan import _build  # noqa: F401  (tests monkeypatch pygan.ot._build.load)
 from pygan.ot import reference
 from pygan.ot._solve import STATUS, ImpreciseWarning, IterationLimitWarning
 from pygan.ot.certificate import Certificate, check_optimality
