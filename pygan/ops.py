@@ -49,7 +49,7 @@ def _as_bound(value, name: str) -> float | None:
     return float(value)
 
 
-# ---- Python twins of the C++ argument checks (csrc/cpu/*_cpu.cpp), used on the fallback path. ----
+# ---- Python twins of the C++ argument checks (csrc/<op>.cpp), used on the fallback path. ----
 
 def _check_float_strided(t: torch.Tensor, op: str, arg: str, i: int) -> None:
     if t.layout != torch.strided:
@@ -248,7 +248,7 @@ def _check_batched_float(t, op: str, arg: str) -> None:
 
 
 def _check_interpolate_args(real, fake) -> None:
-    # The part of check_interpolate_args (csrc/cpu/penalty_cpu.cpp) that interpolate() leaves to the
+    # The part of check_interpolate_args (csrc/penalty.cpp) that interpolate() leaves to the
     # kernels, for the fallback path (types, devices and alpha are checked before either path).
     op = "interpolate"
     if real.shape != fake.shape:
@@ -259,7 +259,7 @@ def _check_interpolate_args(real, fake) -> None:
 
 
 def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
-    # The part of check_grad_penalty_args (csrc/cpu/penalty_cpu.cpp) that grad_penalty() leaves to the
+    # The part of check_grad_penalty_args (csrc/penalty.cpp) that grad_penalty() leaves to the
     # kernels, for the fallback path (grads' type is checked before either path).
     op = "grad_penalty"
     if not (math.isfinite(center) and center >= 0):
@@ -445,8 +445,12 @@ def _register_python_parts() -> None:
         return torch.empty_like(grads) if _sample_blocked(grads) else grads.new_empty(grads.shape)
 
 
+# The loader calls this once the library is loaded (it knows nothing about the ops).
+_build.on_load(_register_python_parts)
+
+
 def _sample_blocked(t: torch.Tensor) -> bool:
-    # Python twin of pygan::is_sample_blocked (csrc/cpu/penalty_cpu.cpp).
+    # Python twin of pygan::is_sample_blocked (csrc/penalty.cpp).
     from torch._prims_common import is_non_overlapping_and_dense_or_false as is_non_overlapping_and_dense
 
     if not is_non_overlapping_and_dense(t):
