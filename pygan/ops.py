@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from pygan import _build, reference
+from pygan import _build, _cuda_policy, reference
 
 __all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
 
@@ -24,6 +24,26 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _use_ext() -> bool:
     # One indirection so tests can run every op through the reference path too.
     return _build.load()
+
+
+def _native(op: str, tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether `op` on `tensors` runs the compiled kernels: the extension is loaded, and no tensor is
+    on CUDA unless op's CUDA kernel is enabled (pygan/_cuda_policy.py, NOTE: [No unverified CUDA
+    kernel by default]); otherwise the twin in pygan.reference runs, after a one-time warning."""
+    if not _use_ext():
+        return False
+    if torch.compiler.is_compiling():
+        return not _any_cuda(tensors) or _cuda_policy.cuda_kernel_enabled(op)
+    # No CUDA tensor can exist before CUDA is initialised: CPU-only programs pay for one call.
+    if torch.cuda.is_initialized() and _any_cuda(tensors) and not _cuda_policy.cuda_kernel_enabled(op):
+        _cuda_policy.warn_twin(op)
+        return False
+    return True
+
+
+def _any_cuda(tensors) -> bool:
+    # (Non-tensors are left to the argument checks, which name them.)
+    return any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
 
 
 def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str) -> list[torch.Tensor]:
@@ -154,7 +174,7 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
         tensors = _as_tensor_list(tensors, "tensors")
     lo = min if type(min) is float else _as_bound(min, "min")
     hi = max if type(max) is float else _as_bound(max, "max")
-    if tensors and _use_ext():
+    if tensors and _native("clip_", tensors):
         try:
             if torch.compiler.is_compiling():
                 torch.ops.pygan.clip_.default(tensors, lo, hi)
@@ -219,7 +239,7 @@ def rmsprop_step_(
 
 def _rmsprop_step(lists, lr, alpha, eps, weight_decay, momentum, centered, maximize, clip_min, clip_max):
     # Shared by rmsprop_step_ and ClippedRMSprop.step (whose lists are already lists of tensors).
-    if lists[0] and _use_ext():
+    if lists[0] and _native("rmsprop_step_", lists[0]):
         step = (torch.ops.pygan.rmsprop_step_.default if torch.compiler.is_compiling()
                 else _build.module().rmsprop_step_)
         try:
@@ -304,6 +324,11 @@ def _rand(shape, device: torch.device, dtype: torch.dtype, generator: torch.Gene
     """U[0, 1) numbers for `device`, drawn on the generator's device and moved, so a CPU generator
     also serves CUDA data and reproduces the same numbers (torch.rand alone rejects the mix)."""
     source = generator.device if generator is not None else device
+    if torch.device(source).type == "cpu" and torch.device(device).type == "cuda" and (
+            torch.cuda.is_current_stream_capturing()):
+        # The copy to the GPU would come from pageable host memory: illegal while capturing a graph.
+        raise ValueError("generator: a CPU generator cannot draw for CUDA data while a CUDA graph is being "
+                         "captured; pass a CUDA generator (torch.Generator('cuda')) or None")
     return torch.rand(shape, generator=generator, device=source, dtype=dtype).to(device, non_blocking=True)
 
 
@@ -343,7 +368,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
         raise ValueError(f"interpolate: fake is on {fake.device} but real is on {real.device}")
     # (_check_alpha=False is private: for callers that drew alpha from torch.rand themselves.)
     alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real, _check_alpha)
-    if _use_ext():
+    if _native("interpolate", (real,)):
         if torch.compiler.is_compiling():
             return torch.ops.pygan.interpolate.default(real, fake, alpha)
         return _build.module().interpolate(real, fake, alpha)  # the same op, cheaper parsing
@@ -387,7 +412,7 @@ def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = Fal
     center = float(center)
     if not isinstance(reduction, str):
         raise TypeError(f"grad_penalty: reduction must be a str, got {type(reduction).__name__}")
-    if _use_ext():
+    if _native("grad_penalty", (grads,)):
         if torch.compiler.is_compiling():
             return torch.ops.pygan.grad_penalty.default(grads, center, bool(one_sided), reduction)[0]
         return _build.module().grad_penalty(grads, center, bool(one_sided), reduction)
