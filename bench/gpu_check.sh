@@ -91,8 +91,9 @@ fi
 # 2. Every op's CUDA kernel against its twin (one child process per op: a crash is that op's row).
 step check 180 "$py" -m pygan check --device "$device" --json "$out/check_$device.json"
 
-# 3. The CUDA tests (parametrized device=cuda, and the GPU-only tests), kernels on.
-step tests 150 env PYGAN_CUDA_KERNELS=1 "$py" -m pytest -q -p no:cacheprovider -k cuda \
+# 3. The CUDA tests (every test id with "cuda": the device=cuda parametrizations and the CUDA-only
+# tests; and test_clip's mixed-device test), kernels on.
+step tests 150 env PYGAN_CUDA_KERNELS=1 "$py" -m pytest -q -p no:cacheprovider -k "cuda or mixed_devices" \
   -o addopts="" tests > "$out/tests_$device.log" 2>&1
 tail -n 15 "$out/tests_$device.log"
 
@@ -138,8 +139,8 @@ if device != "cuda":
 if tests != "ok":
     print(f"The CUDA tests did not pass ({tests}): see tests_cuda.log; flip no default until they do.")
     raise SystemExit(0)
-if result.get("quick"):
-    print("A quick check does not justify flipping a default.")
+if result.get("quick") or not result.get("finished"):
+    print("A quick or unfinished check does not justify flipping a default.")
     raise SystemExit(0)
 kernels = {"clip_", "rmsprop_step_", "interpolate", "grad_penalty"}
 flip = [op for op in passed if op in kernels and (op != "grad_penalty" or "grad_penalty_backward" in passed)]

@@ -28,7 +28,8 @@ def test_every_verified_op_names_a_recorded_passing_gpu_run():
     assert set(_cuda_policy.VERIFIED) <= set(_cuda_policy.OPS)
     for op, path in _cuda_policy.VERIFIED.items():
         result = json.loads((ROOT / path).read_text())
-        assert result["gpus"] and result["commit"] and result["torch_cuda"] and not result["quick"], path
+        assert result["gpus"] and result["commit"] and result["torch_cuda"], path
+        assert result["finished"] and not result["quick"], path
         rows = [r for r in result["rows"] if r["op"] == op and r["backend"] == "cuda"]
         assert rows and all(r["status"] == "pass" for r in rows), (op, path)
 
