@@ -1,4 +1,5 @@
-// clip_: shared declarations of the CPU and CUDA kernels (csrc/cpu/clip_cpu.cpp, csrc/cuda/clip_cuda.cu).
+// clip_: declarations shared by its argument checks (csrc/clip.cpp) and its CPU and CUDA kernels
+// (csrc/cpu/clip_cpu.cpp, csrc/cuda/clip_cuda.cu).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,5 @@
 // Typed dispatcher handles of pygan's ops, for C++ that calls them through the dispatcher (the
-// Autograd kernels in pygan.cpp, the eager entry points in python.cpp). One place spells each
+// Autograd kernels in *_autograd.cpp, the eager entry points in python.cpp). One place spells each
 // schema's C++ signature.
 #pragma once
 

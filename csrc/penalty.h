@@ -1,5 +1,5 @@
-// interpolate, grad_penalty and grad_penalty_backward: declarations shared by the CPU kernels
-// (csrc/cpu/penalty_cpu.cpp, which also defines the argument checks) and the CUDA kernels
+// interpolate, grad_penalty and grad_penalty_backward: declarations shared by the argument checks
+// (csrc/penalty.cpp), the CPU kernels (csrc/cpu/penalty_cpu.cpp) and the CUDA kernels
 // (csrc/cuda/penalty_cuda.cu).
 //
 // Conventions (the same on every backend; pygan/reference.py spells them out in plain torch):
@@ -54,7 +54,7 @@ struct InterpolateInputs {
 // dtype and device. Returns the tensors the kernels read: real and fake as they are when both are
 // sample-blocked with equal strides, else contiguous copies; alpha contiguous.
 // The output is at::empty_like(inputs.real) (same strides), computed in at::opmath_type (float32 for
-// 16-bit types) as a * r + (1 - a) * f and rounded once.
+// 16-bit types) as fma(a, r, (1 - a) * f) on every backend (NOTE: [interpolate's rounding]).
 InterpolateInputs check_interpolate_args(const at::Tensor& real, const at::Tensor& fake,
                                          const at::Tensor& alpha);
 

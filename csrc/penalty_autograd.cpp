@@ -2,7 +2,7 @@
 // registered for the Autograd key like torchvision's ops).
 //
 // NOTE: [Why the autograd formulas are in C++]
-// The other ops register autograd from Python (torch.library.register_autograd). For these ops that
+// The usual place is Python (torch.library.register_autograd). For these ops that
 // measured about 40 us of Python per forward + backward on CPU (the autograd.Function glue and two
 // Python callbacks), more than the whole fused epilogue for a [256, 2] gradient. A C++ Function costs
 // a few microseconds, and torch.compile / AOTAutograd trace it the same way (the fake kernels are

@@ -1,5 +1,5 @@
 """Command line: ``python -m pygan info``, ``python -m pygan train``, ``python -m pygan experiment``,
-``python -m pygan w1`` and ``python -m pygan bench``."""
+``python -m pygan w1``, ``python -m pygan check`` and ``python -m pygan bench``."""
 
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ def _info(args: argparse.Namespace) -> int:
         ("extension loaded", "yes" if info.loaded else f"no, using pygan.reference ({info.error})"),
         ("CPU kernels", "yes" if info.loaded and has("pygan::clip_", "CPU") else "no"),
         ("CUDA kernels", "yes" if info.loaded and has("pygan::clip_", "CUDA") else "no"),
+        *_cuda_rows(info.loaded and has("pygan::clip_", "CUDA")),
         ("CPU vector ISA", info.cpu_capability),
+        ("CUDA archs", info.cuda_arch or "-"),
         ("build directory", str(info.build_dir)),
+        ("cache check", info.verified or "-"),
         ("library", str(info.library)),
         ("compiler", str(info.compiler)),
     ]
@@ -35,6 +38,18 @@ def _info(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0 if info.loaded else 1
+
+
+def _cuda_rows(compiled: bool) -> list[tuple[str, str]]:
+    # Which code runs each op on CUDA tensors, and why (pygan/_cuda_policy.py).
+    import torch
+
+    if not compiled:
+        return [("CUDA tensors", "pure-PyTorch twins (" + ("this build has no CUDA kernels)" if torch.version.cuda
+                                                          else "this torch has no CUDA)"))]
+    from pygan import _cuda_policy
+
+    return [(f"  {op} on CUDA", _cuda_policy.describe(op)) for op in _cuda_policy.OPS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from pygan.ot.cli import main as w1_main
 
         return w1_main(argv[1:])
+    if argv[:1] == ["check"]:
+        from pygan.check import main as check_main
+
+        return check_main(argv[1:])
     if argv[:1] == ["experiment"]:
         from pygan.experiments.cli import main as experiment_main
 
@@ -63,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(python -m pygan experiment --help)", add_help=False)
     sub.add_parser("w1", help="the exact Wasserstein distance between two sample files (python -m pygan w1 --help)",
                    add_help=False)
+    sub.add_parser("check", help="check the compiled kernels against their pure-PyTorch twins on this machine "
+                   "(python -m pygan check --help)", add_help=False)
     bench = sub.add_parser("bench", help="run the benchmarks (python -m pygan bench --help)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

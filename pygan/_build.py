@@ -1,8 +1,21 @@
 """Build and load pygan's C++/CUDA extension: the one place that decides how.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` and ninja, into a
-cache directory keyed by everything that changes the binary (torch version, CUDA or not, CPU vector
-capability, compiler flags, source contents), so a rebuild happens only when one of those changes.
+cache directory keyed by everything that changes the binary (torch version, CUDA or not and its
+architectures, CPU vector capability, compiler flags, source contents; not where the sources or the
+package are installed), so a rebuild happens only when one of those changes.
+
+NOTE: [A verified cache]
+Each build writes ``pygan_ext.json`` beside the library: the build key and the SHA-256 of the
+library. Before anything is loaded, the library's hash is checked against it in this process (no
+subprocess, no lock, no write): a matching library is loaded at once, which also works from a
+read-only cache; a truncated, corrupted or empty library (which would crash ``dlopen`` with SIGBUS or
+SIGSEGV) is deleted and rebuilt under the build lock (only the link step, when the object files
+are intact). The library installed with ``PYGAN_BUILD_EXT=1`` is verified the same way, and refused
+when it was built for another torch, or for CUDA architectures that do not cover a visible GPU.
+
+This module knows nothing about the ops: code that must run once the library is loaded (pygan.ops
+registers its fake kernels) registers itself with :func:`on_load`.
 
 Environment variables:
     PYGAN_REQUIRE_EXT=1     a failed build is an error instead of a warning plus the reference fallback.
@@ -14,7 +27,8 @@ Environment variables:
                             ``avx2`` or ``default`` (no vector ISA flags: a portable build).
     PYGAN_BUILD_DIR         where to build (default ``~/.cache/pygan/build/<key>``).
     PYGAN_VERBOSE_BUILD=1   show the compiler's output.
-    TORCH_CUDA_ARCH_LIST    CUDA architectures; default: the visible GPU's, else 9.0.
+    TORCH_CUDA_ARCH_LIST    CUDA architectures; default: the visible GPUs' (the newest with +PTX),
+                            else 7.5;8.0;9.0+PTX (every GPU from Turing on; newer ones through PTX).
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -32,7 +47,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "module", "build_prebuilt"]
+__all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "module", "build_prebuilt", "on_load",
+           "arch_covers"]
 
 _EXT_NAME = "pygan_ext"
 
@@ -53,11 +69,31 @@ class BuildInfo:
     cpu_capability: str = "default"
     compiler: str | None = None
     sources: list[str] = dataclasses.field(default_factory=list)
+    cuda_arch: str = ""  # the CUDA architectures the library was built for ("" without CUDA)
+    verified: str = ""  # how the library was checked before loading
 
 
 _lock = threading.Lock()
 _info: BuildInfo | None = None
 _module = None  # the compiled extension module (csrc/python.cpp) once loaded
+_hooks: list = []  # on_load callbacks, run once the library is loaded
+_MANIFEST = f"{_EXT_NAME}.json"
+
+
+def on_load(hook) -> None:
+    """Run ``hook()`` once the compiled library is loaded: now if it already is, else right after.
+
+    This is how other modules attach their Python-side registrations (pygan.ops's fake kernels)
+    without the loader importing them.
+
+    Args:
+        hook: a callable without arguments; called at most once per registration.
+    """
+    with _lock:
+        if _info is None or not _info.loaded:
+            _hooks.append(hook)
+            return
+    hook()
 
 
 def _env_flag(name: str) -> bool | None:
@@ -132,19 +168,87 @@ def _fix_cuda_home() -> None:
                 return
 
 
+# Without a visible GPU (an ahead-of-time build): machine code for Turing (T4), Ampere (A100, and by
+# binary compatibility A10, L4, RTX 30/40) and Hopper (H100/H200), plus Hopper's PTX, which the driver
+# compiles at load time for any newer GPU (B200, RTX 50). A list without +PTX crashed every launch on
+# a GPU it did not name ("no kernel image is available").
+_DEFAULT_ARCH = "7.5;8.0;9.0+PTX"
+
+
+def _visible_capabilities() -> list[tuple[int, int]]:
+    if not torch.cuda.is_available():
+        return []
+    return sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+
+
 def _cuda_arch_list() -> str:
     if os.environ.get("TORCH_CUDA_ARCH_LIST"):
         return os.environ["TORCH_CUDA_ARCH_LIST"]
-    if torch.cuda.is_available():
-        archs = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
-        return ";".join(f"{major}.{minor}" for major, minor in archs)
-    return "9.0"
+    archs = _visible_capabilities()
+    if archs:
+        # The newest with +PTX, so the library also runs on a newer GPU it is later moved to.
+        return ";".join(f"{major}.{minor}" for major, minor in archs) + "+PTX"
+    return _DEFAULT_ARCH
+
+
+def _parse_arch(entry: str) -> tuple[int, int, bool, bool]:
+    """``"8.6"`` -> (8, 6, ptx=False, specific=False); ``"9.0+PTX"`` -> ptx=True; ``"9.0a"`` -> specific."""
+    entry = entry.strip()
+    ptx = entry.upper().endswith("+PTX")
+    if ptx:
+        entry = entry[:-4]
+    specific = entry[-1:].isalpha()  # sm_90a / sm_100f: only that exact chip
+    if specific:
+        entry = entry.rstrip("abcdefghijklmnopqrstuvwxyz")
+    major, _, minor = entry.partition(".")
+    return int(major), int(minor or 0), ptx, specific
+
+
+def arch_covers(arch_list: str, capability: tuple[int, int]) -> bool:
+    """Whether a library built for ``arch_list`` (TORCH_CUDA_ARCH_LIST syntax) runs on a GPU of
+    compute ``capability``: machine code for the same major version and a minor version not above
+    the GPU's (sm_80 runs on 8.6 and 8.9), the exact version for arch-specific entries (9.0a), or PTX
+    for a version not above the GPU's (the driver compiles it at load time).
+
+    Args:
+        arch_list: e.g. ``"8.0;9.0+PTX"`` (``;`` or spaces between entries).
+        capability: (major, minor), e.g. ``torch.cuda.get_device_capability()``.
+
+    Returns:
+        True when some entry covers the GPU.
+    """
+    major, minor = capability
+    for entry in arch_list.replace(";", " ").split():
+        try:
+            a_major, a_minor, ptx, specific = _parse_arch(entry)
+        except ValueError:
+            continue
+        if specific:
+            if (a_major, a_minor) == (major, minor):
+                return True
+        elif a_major == major and a_minor <= minor:
+            return True
+        if ptx and (a_major, a_minor) <= (major, minor):
+            return True
+    return False
+
+
+def _check_arch_covers(arch_list: str) -> None:
+    """Refuse an architecture list that leaves out a visible GPU (every launch would fail there)."""
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        cap = torch.cuda.get_device_capability(i)
+        if not arch_covers(arch_list, cap):
+            raise RuntimeError(
+                f"TORCH_CUDA_ARCH_LIST={arch_list!r} does not cover cuda:{i} "
+                f"({torch.cuda.get_device_name(i)}, compute capability {cap[0]}.{cap[1]}); add "
+                f"{cap[0]}.{cap[1]} or unset it to build for the visible GPUs")
 
 
 def _build_settings() -> dict:
     src = source_dir()
     cuda = want_cuda()
-    # csrc/*.cpp (schemas, autograd kernels, the Python module) and csrc/cpu/*.cpp (CPU kernels).
+    # csrc/*.cpp (schemas, argument checks, autograd kernels, the Python module) and csrc/cpu/*.cpp
+    # (CPU kernels).
     # csrc/emd/*.cpp is the torch-free EMD solver core.
     sources = [*sorted(src.glob("*.cpp")), *sorted((src / "cpu").glob("*.cpp")),
                *sorted((src / "emd").glob("*.cpp"))]
@@ -170,6 +274,7 @@ def _build_settings() -> dict:
         nvidia = Path(torch.__file__).resolve().parent.parent / "nvidia"
         include_paths += [str(p) for p in sorted(nvidia.glob("cu*/include"))]
     return {
+        "source_dir": str(src),
         "sources": [str(s) for s in sources],
         "cuda": cuda,
         "capability": cap,
@@ -181,21 +286,72 @@ def _build_settings() -> dict:
     }
 
 
+def _build_key(settings: dict) -> str:
+    """Everything that changes the binary, and nothing that depends on where things are installed:
+    the flags, the CUDA architectures, torch, Python, and every source file's path inside the source
+    tree and its contents (so a checkout and an installed copy of the same sources share one build)."""
+    h = hashlib.sha256()
+    for key in ("cflags", "ldflags", "cuda_flags", "arch"):
+        h.update(repr(settings[key]).encode())
+    h.update(torch.__version__.encode())
+    root = Path(settings["source_dir"])
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".cpp", ".cu", ".h", ".cuh"):
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+    flavour = f"cu{torch.version.cuda.replace('.', '')}" if settings["cuda"] else "cpu"
+    return (f"torch{torch.__version__.split('+')[0]}-{flavour}-{settings['capability']}"
+            f"-py{sys.version_info.major}{sys.version_info.minor}-{h.hexdigest()[:12]}")
+
+
 def _build_dir(settings: dict) -> Path:
     """A directory keyed by everything that changes the binary, so versions never overwrite each other."""
     if os.environ.get("PYGAN_BUILD_DIR"):
         return Path(os.environ["PYGAN_BUILD_DIR"]).expanduser()
-    h = hashlib.sha256()
-    for key in ("cflags", "ldflags", "cuda_flags", "arch", "include_paths"):
-        h.update(repr(settings[key]).encode())
-    for path in sorted(Path(settings["sources"][0]).parent.rglob("*")):
-        if path.suffix in (".cpp", ".cu", ".h", ".cuh"):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    flavour = f"cu{torch.version.cuda.replace('.', '')}" if settings["cuda"] else "cpu"
-    key = f"torch{torch.__version__.split('+')[0]}-{flavour}-{settings['capability']}-py{sys.version_info.major}{sys.version_info.minor}-{h.hexdigest()[:12]}"
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pygan" / "build"
-    return root / key
+    return root / _build_key(settings)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified_library(directory: Path, key: str) -> Path | None:
+    """The library in `directory` if its manifest names `key` and its SHA-256 matches, else None.
+
+    Reads only (no lock, no subprocess), so a read-only cache works; nothing here ever dlopens.
+    """
+    library, manifest = directory / f"{_EXT_NAME}.so", directory / _MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text())
+        if recorded.get("key") != key or library.stat().st_size != recorded.get("size"):
+            return None
+        return library if _sha256(library) == recorded.get("sha256") else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_manifest(directory: Path, key: str, arch: str) -> None:
+    """Record the library's key and hash (atomically: a reader sees the old manifest or the new one)."""
+    library = directory / f"{_EXT_NAME}.so"
+    data = {"key": key, "arch": arch, "size": library.stat().st_size, "sha256": _sha256(library)}
+    tmp = directory / f".{_MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, directory / _MANIFEST)
+
+
+def _import_library(library: Path):
+    """Import the extension module from a verified library file (this is the dlopen)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(_EXT_NAME, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager
@@ -217,13 +373,33 @@ def _prebuilt_key() -> str:
     return f"torch {torch.__version__} {flavour} python {sys.version_info.major}.{sys.version_info.minor}"
 
 
-def _prebuilt_library() -> Path | None:
-    """The library compiled at install time (PYGAN_BUILD_EXT=1), if it was built for this torch."""
-    prebuilt = Path(__file__).resolve().parent / "_prebuilt"
-    library, key = prebuilt / f"{_EXT_NAME}.so", prebuilt / "key.txt"
-    if library.is_file() and key.is_file() and key.read_text().strip() == _prebuilt_key():
-        return library
-    return None
+def _prebuilt_dir() -> Path:
+    return Path(__file__).resolve().parent / "_prebuilt"
+
+
+def _prebuilt_library(capabilities: list[tuple[int, int]] | None = None) -> tuple[Path | None, str]:
+    """The library compiled at install time (PYGAN_BUILD_EXT=1), if it is intact, was built for this
+    torch and covers every visible GPU.
+
+    Args:
+        capabilities: the GPUs to cover (default: the visible ones).
+
+    Returns:
+        (the library or None, why not: "" when there is none at all).
+    """
+    prebuilt = _prebuilt_dir()
+    if not (prebuilt / f"{_EXT_NAME}.so").is_file():
+        return None, ""
+    library = _verified_library(prebuilt, _prebuilt_key())
+    if library is None:
+        return None, "the prebuilt library is not for this torch/python, or its hash does not match"
+    arch = json.loads((prebuilt / _MANIFEST).read_text()).get("arch", "")
+    if arch:
+        for cap in _visible_capabilities() if capabilities is None else capabilities:
+            if not arch_covers(arch, cap):
+                return None, (f"the prebuilt library was built for CUDA {arch}, which does not cover "
+                              f"a visible GPU of compute capability {cap[0]}.{cap[1]}")
+    return library, ""
 
 
 def _compile(settings: dict, build_dir: Path, verbose: bool):
@@ -241,18 +417,29 @@ def _compile(settings: dict, build_dir: Path, verbose: bool):
         raise RuntimeError(f"no C++ compiler found (looked for {compiler!r}; set CXX)")
     if settings["cuda"]:
         _fix_cuda_home()
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", settings["arch"])
+        # torch reads the architectures from the environment; ours must win over a stale value.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = settings["arch"]
+    key = _build_key(settings)
     build_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(build_dir.with_name(build_dir.name + ".lock")):
         # We hold the OS lock, so a lock file torch's FileBaton left behind is stale (its holder died):
         # without this a killed build would make every later import wait forever.
         with contextlib.suppress(FileNotFoundError):
             (build_dir / "lock").unlink()
-        if not (build_dir / f"{_EXT_NAME}.so").exists():
+        library = build_dir / f"{_EXT_NAME}.so"
+        if library.exists() and _verified_library(build_dir, key) is None:
+            # Truncated, corrupted, empty or unrecorded: ninja judges by timestamps and would keep it,
+            # and loading it can crash the interpreter. Delete it so ninja links it again.
+            print(f"pygan: the cached {library} does not match its recorded hash; rebuilding it",
+                  file=sys.stderr, flush=True)
+            with contextlib.suppress(FileNotFoundError):
+                (build_dir / _MANIFEST).unlink()
+            library.unlink()
+        elif not library.exists():
             print(f"pygan: compiling the C++{'/CUDA' if settings['cuda'] else ''} extension "
                   f"(first use only) in {build_dir} ...", file=sys.stderr, flush=True)
         # Builds only what changed, then imports the module, which registers the ops.
-        return cpp_extension.load(
+        module = cpp_extension.load(
             name=_EXT_NAME,
             sources=settings["sources"],
             extra_cflags=settings["cflags"],
@@ -264,30 +451,42 @@ def _compile(settings: dict, build_dir: Path, verbose: bool):
             is_python_module=True,
             verbose=verbose,
         )
+        if _verified_library(build_dir, key) is None:
+            _write_manifest(build_dir, key, settings["arch"])
+        return module
 
 
 def _compile_and_load(result: BuildInfo):
     """Load the prebuilt library or JIT-compile one; fills `result` and returns the module."""
     result.compiler = os.environ.get("CXX", "c++")
-    prebuilt = _prebuilt_library()
+    prebuilt, refused = _prebuilt_library()
     if prebuilt is not None:
-        import importlib.util
-
         result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
         result.cpu_capability = "as built at install time"
-        spec = importlib.util.spec_from_file_location(_EXT_NAME, prebuilt)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        result.cuda_arch = json.loads((prebuilt.parent / _MANIFEST).read_text()).get("arch", "")
+        result.verified = "prebuilt library, SHA-256 matches"
+        module = _import_library(prebuilt)
         result.cuda_sources = torch._C._dispatch_has_kernel_for_dispatch_key("pygan::clip_", "CUDA")
         result.loaded = True
         return module
+    if refused:
+        print(f"pygan: not using the prebuilt library: {refused}; building one", file=sys.stderr, flush=True)
     settings = _build_settings()
+    if settings["cuda"]:
+        _check_arch_covers(settings["arch"])
     build_dir = _build_dir(settings)
     result.build_dir = str(build_dir)
     result.cuda_sources = settings["cuda"]
+    result.cuda_arch = settings["arch"]
     result.cpu_capability = settings["capability"]
     result.sources = settings["sources"]
-    module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+    library = _verified_library(build_dir, _build_key(settings))
+    if library is not None:  # NOTE: [A verified cache]: no lock, no ninja, nothing written
+        result.verified = "cached build, SHA-256 matches"
+        module = _import_library(library)
+    else:
+        module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+        result.verified = "built (or checked by ninja) and recorded"
     result.library = module.__file__
     result.loaded = True
     return module
@@ -306,7 +505,8 @@ def build_prebuilt(target: Path) -> Path:
     library = Path(_compile(settings, _build_dir(settings), verbose=True).__file__)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(library, target / library.name)
-    (target / "key.txt").write_text(_prebuilt_key() + "\n")
+    (target / "key.txt").write_text(_prebuilt_key() + "\n")  # for people; the manifest is what is checked
+    _write_manifest(target, _prebuilt_key(), settings["arch"] if settings["cuda"] else "")
     return target / library.name
 
 
@@ -340,11 +540,7 @@ def load() -> bool:
                 "pygan: the C++ extension is required (PYGAN_REQUIRE_EXT=1) but could not be loaded: "
                 f"{result.error}"
             )
-        if result.loaded:
-            from pygan import ops
-
-            ops._register_python_parts()
-        else:
+        if not result.loaded:
             warnings.warn(
                 "pygan: the C++/CUDA extension is not available, so pygan runs its pure-PyTorch "
                 f"reference implementation (correct but slower). Reason: {result.error}. "
@@ -353,7 +549,11 @@ def load() -> bool:
                 stacklevel=3,
             )
         _info = result
-        return result.loaded
+        hooks = list(_hooks) if result.loaded else []
+        _hooks.clear()
+    for hook in hooks:  # outside the lock: a hook may call load() or on_load()
+        hook()
+    return result.loaded
 
 
 def module():

@@ -48,8 +48,16 @@ def uniform(shape, device: torch.device, dtype: torch.dtype, generator: torch.Ge
 
     Returns:
         A tensor of ``shape`` and ``dtype`` on ``device``.
+
+    Raises:
+        ValueError: a CPU generator asked for CUDA data while a CUDA graph is being captured.
     """
     source = generator.device if generator is not None else device
+    if torch.device(source).type == "cpu" and torch.device(device).type == "cuda" and (
+            torch.cuda.is_current_stream_capturing()):
+        # The copy to the GPU would come from pageable host memory: illegal while capturing a graph.
+        raise ValueError("generator: a CPU generator cannot draw for CUDA data while a CUDA graph is being "
+                         "captured; pass a CUDA generator (torch.Generator('cuda')) or None")
     return torch.rand(shape, generator=generator, device=source, dtype=dtype).to(device, non_blocking=True)
 
 

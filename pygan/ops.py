@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from pygan import _build, _internal, reference
+from pygan import _build, _cuda_policy, _internal, reference
 from pygan import _validate as check
 
 __all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
@@ -27,6 +27,26 @@ __all__ = ["clip_", "rmsprop_step_", "interpolate", "grad_penalty"]
 def _use_ext() -> bool:
     # One indirection so tests can run every op through the reference path too.
     return _build.load()
+
+
+def _native(op: str, tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether `op` on `tensors` runs the compiled kernels: the extension is loaded, and no tensor is
+    on CUDA unless op's CUDA kernel is enabled (pygan/_cuda_policy.py, NOTE: [No unverified CUDA
+    kernel by default]); otherwise the twin in pygan.reference runs, after a one-time warning."""
+    if not _use_ext():
+        return False
+    if torch.compiler.is_compiling():
+        return not _any_cuda(tensors) or _cuda_policy.cuda_kernel_enabled(op)
+    # No CUDA tensor can exist before CUDA is initialised: CPU-only programs pay for one call.
+    if torch.cuda.is_initialized() and _any_cuda(tensors) and not _cuda_policy.cuda_kernel_enabled(op):
+        _cuda_policy.warn_twin(op)
+        return False
+    return True
+
+
+def _any_cuda(tensors) -> bool:
+    # (Non-tensors are left to the argument checks, which name them.)
+    return any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
 
 
 def _as_tensor_list(tensors: Iterable[torch.Tensor] | torch.Tensor, name: str, op: str) -> list[torch.Tensor]:
@@ -170,7 +190,7 @@ def clip_(tensors: Iterable[torch.Tensor] | torch.Tensor, min: float | None, max
         tensors = _as_tensor_list(tensors, "tensors", "clip_")
     lo = min if type(min) is float else _as_bound(min, "min", "clip_")
     hi = max if type(max) is float else _as_bound(max, "max", "clip_")
-    if tensors and _use_ext():
+    if tensors and _native("clip_", tensors):
         try:
             if torch.compiler.is_compiling():
                 torch.ops.pygan.clip_.default(tensors, lo, hi)
@@ -253,7 +273,7 @@ def rmsprop_step_lists_(lists: list[list[torch.Tensor]], lr: float, alpha: float
         lr, alpha, eps, weight_decay, momentum: floats. centered, maximize: bools.
         clip_min, clip_max: floats or None.
     """
-    if lists[0] and _use_ext():
+    if lists[0] and _native("rmsprop_step_", lists[0]):
         step = (torch.ops.pygan.rmsprop_step_.default if torch.compiler.is_compiling()
                 else _build.module().rmsprop_step_)
         try:
@@ -275,7 +295,7 @@ def _check_batched_float(t, op: str, arg: str) -> None:
 
 
 def _check_interpolate_args(real, fake) -> None:
-    # The part of check_interpolate_args (csrc/cpu/penalty_cpu.cpp) that interpolate() leaves to the
+    # The part of check_interpolate_args (csrc/penalty.cpp) that interpolate() leaves to the
     # kernels, for the fallback path (types, devices and alpha are checked before either path).
     op = "interpolate"
     if real.shape != fake.shape:
@@ -286,7 +306,7 @@ def _check_interpolate_args(real, fake) -> None:
 
 
 def _check_grad_penalty_args(grads, center: float, reduction: str) -> None:
-    # The part of check_grad_penalty_args (csrc/cpu/penalty_cpu.cpp) that grad_penalty() leaves to the
+    # The part of check_grad_penalty_args (csrc/penalty.cpp) that grad_penalty() leaves to the
     # kernels, for the fallback path (grads' type is checked before either path).
     op = "grad_penalty"
     check.number(center, "center", op, low=0)
@@ -390,7 +410,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor | No
     if _check_alpha is not None:  # its former private spelling, for callers not yet updated
         check_alpha = _check_alpha
     alpha = _draw_alpha(real, generator) if alpha is None else _as_alpha(alpha, real, check_alpha)
-    if _use_ext():
+    if _native("interpolate", (real,)):
         if torch.compiler.is_compiling():
             return torch.ops.pygan.interpolate.default(real, fake, alpha)
         return _build.module().interpolate(real, fake, alpha)  # the same op, cheaper parsing
@@ -432,7 +452,7 @@ def grad_penalty(grads: torch.Tensor, center: float = 1.0, one_sided: bool = Fal
     center = check.real(center, "center", "grad_penalty")
     if not isinstance(reduction, str):
         raise TypeError(f"grad_penalty: reduction must be a str, got {type(reduction).__name__}")
-    if _use_ext():
+    if _native("grad_penalty", (grads,)):
         if torch.compiler.is_compiling():
             return torch.ops.pygan.grad_penalty.default(grads, center, bool(one_sided), reduction)[0]
         return _build.module().grad_penalty(grads, center, bool(one_sided), reduction)
@@ -485,8 +505,12 @@ def _register_python_parts() -> None:
         return torch.empty_like(grads) if _sample_blocked(grads) else grads.new_empty(grads.shape)
 
 
+# The loader calls this once the library is loaded (it knows nothing about the ops).
+_build.on_load(_register_python_parts)
+
+
 def _sample_blocked(t: torch.Tensor) -> bool:
-    # Python twin of pygan::is_sample_blocked (csrc/cpu/penalty_cpu.cpp).
+    # Python twin of pygan::is_sample_blocked (csrc/penalty.cpp).
     from torch._prims_common import is_non_overlapping_and_dense_or_false as is_non_overlapping_and_dense
 
     if not is_non_overlapping_and_dense(t):

@@ -51,8 +51,9 @@ void clip_cuda(at::TensorList tensors, std::optional<double> min, std::optional<
     }
   }
 
-  if (!cpu_tensors.empty()) clip_cpu_impl(cpu_tensors, bounds);
-
+  // NOTE: [CUDA first, CPU last]
+  // Everything that can fail (a launch, a device guard) happens before any CPU tensor is written, so
+  // an error leaves the CPU tensors untouched; the CPU part cannot fail once the checks passed.
   for (auto& [key, group] : groups) {
     const c10::cuda::CUDAGuard guard(key.first);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, key.second, "pygan::clip_", [&] {
@@ -68,6 +69,8 @@ void clip_cuda(at::TensorList tensors, std::optional<double> min, std::optional<
     const c10::cuda::CUDAGuard guard(t.device());
     clamp_strided_(t, bounds);
   }
+
+  if (!cpu_tensors.empty()) clip_cpu_impl(cpu_tensors, bounds);
 }
 
 }  // namespace

@@ -19,8 +19,8 @@
 namespace pygan {
 namespace cuda {
 
-constexpr int kILP = 4;                // elements per thread per step (one aligned vector load)
-constexpr int64_t kChunkSize = 65536;  // elements per block; a multiple of kILP
+constexpr int kBytesPerAccess = 16;   // one 16-byte load or store per thread per list and step
+constexpr int64_t kChunkSize = 65536;  // elements per block; a multiple of every ilp<T>()
 constexpr int kBlockSize = 512;
 constexpr int kMaxBlocksPerLaunch = 320;
 
@@ -45,7 +45,16 @@ struct TensorListMetadata {
 static_assert(sizeof(TensorListMetadata<5>) + 256 <= 4096, "kernel arguments over 4 KiB");
 static_assert(sizeof(TensorListMetadata<1>) + 256 <= 4096, "kernel arguments over 4 KiB");
 
-// kILP elements, aligned as one vector so a load or store is a single wide memory instruction.
+// Elements per thread per step: one 16-byte access (8 for float16/bfloat16, 4 for float32, 2 for
+// float64), so every dtype moves memory in 16-byte loads and stores.
+template <typename T>
+constexpr int ilp() {
+  return kBytesPerAccess / static_cast<int>(sizeof(T));
+}
+static_assert(kChunkSize % 8 == 0, "kChunkSize must be a multiple of every ilp<T>()");
+
+// N elements aligned as one vector, so that a load or store of sizeof(T) * N bytes (16 with
+// N = ilp<T>()) is a single memory instruction.
 template <typename T, int N>
 struct alignas(sizeof(T) * N) AlignedVector {
   T val[N];
@@ -53,7 +62,7 @@ struct alignas(sizeof(T) * N) AlignedVector {
 
 template <typename T>
 __device__ __forceinline__ bool is_vector_aligned(const T* p) {
-  return reinterpret_cast<uintptr_t>(p) % (sizeof(T) * kILP) == 0;
+  return reinterpret_cast<uintptr_t>(p) % kBytesPerAccess == 0;
 }
 
 // torch.clamp's CUDA expression (TensorCompare.cu, clamp_scalar_kernel_impl): NaN stays NaN, and
@@ -87,11 +96,14 @@ __global__ void __launch_bounds__(kBlockSize)
   }
 
   // NOTE: [Vector fast path and tail]
-  // chunk_start is a multiple of kILP, so a chunk is vector-aligned exactly when its tensor's base
+  // chunk_start is a multiple of kILP, so a chunk is 16-byte aligned exactly when its tensor's base
   // pointers all are (true for every fresh allocation: the caching allocator hands out 512-byte
-  // aligned blocks; a view with an odd storage offset is not). Aligned chunks run floor(n / kILP)
-  // vector steps and leave at most kILP - 1 elements to the scalar loop; unaligned chunks run the
-  // scalar loop over everything. Every element is read and written exactly once either way.
+  // aligned blocks; a view whose storage offset is not a multiple of 16 bytes is not). Aligned chunks
+  // run floor(n / kILP) vector steps and leave at most kILP - 1 elements to the scalar loop;
+  // unaligned chunks run the scalar loop over everything (the lists of one parameter rarely share a
+  // misalignment, so a scalar prologue would seldom help). Every element is read and written exactly
+  // once either way.
+  constexpr int kILP = ilp<scalar_t>();
   using Vec = AlignedVector<scalar_t, kILP>;
   const int n_vec = aligned ? n / kILP : 0;
   for (int i = threadIdx.x; i < n_vec; i += blockDim.x) {

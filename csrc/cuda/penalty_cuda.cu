@@ -1,5 +1,5 @@
 // interpolate, grad_penalty and grad_penalty_backward on CUDA. Formulas and conventions: csrc/penalty.h;
-// the argument checks are shared with the CPU kernels (csrc/cpu/penalty_cpu.cpp).
+// the argument checks are shared with the CPU kernels (csrc/penalty.cpp).
 //
 // All three ops see sample-blocked tensors: sample i is the contiguous run [i * per_sample,
 // (i + 1) * per_sample) from data_ptr(). So every kernel here walks flat memory and only needs to
@@ -42,7 +42,17 @@ constexpr int vec_width() {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-bool is_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kBytesPerAccess == 0; }
+// Bytes past the last 16-byte boundary (0 when aligned).
+int misalignment(const void* p) { return static_cast<int>(reinterpret_cast<uintptr_t>(p) % kBytesPerAccess); }
+
+// Elements of scalar_t before the first 16-byte boundary at or after p (0 when p is aligned), at most
+// n. Tensor data is always aligned to its element size, so this is a whole number of elements.
+template <typename scalar_t>
+__host__ __device__ __forceinline__ int64_t head_elements(const scalar_t* p, int64_t n) {
+  const int64_t bytes = (kBytesPerAccess - reinterpret_cast<uintptr_t>(p) % kBytesPerAccess) % kBytesPerAccess;
+  const int64_t head = bytes / static_cast<int64_t>(sizeof(scalar_t));
+  return head < n ? head : n;
+}
 
 // The dispatcher picks these kernels when any tensor argument is on CUDA. The shared checks already
 // require all arguments on one device; this states the CUDA requirement in the kernel's own words
@@ -105,28 +115,33 @@ __device__ __forceinline__ T block_sum(T v, T* smem) {
 // when per_sample < width), and all indices are 64-bit (more than 2^31 elements is fine).
 // The per-sample coefficient is recomputed only when an element's sample differs from the previous
 // one the thread saw (for grad_penalty_backward it includes a division).
-// Vector accesses are used when every pointer is 16-byte aligned (always for fresh allocations; a
-// view with an odd storage offset takes the scalar loop over everything); the last numel % width
-// elements of the vector path are done one per thread.
+// Vector accesses are used when every pointer has the same misalignment (always for fresh
+// allocations, which are aligned), after a scalar prologue up to the first 16-byte boundary (NOTE:
+// [Prologue, vector body, tail]); otherwise every element takes the scalar loop.
 //
 // Op: static constexpr bool kTwoInputs; opmath_t coef(int64_t sample) const;
 //     scalar_t apply(opmath_t coef, scalar_t x0, scalar_t x1) const  (x1 == x0 with one input).
 
+// Vectors v = 0 .. n_vectors - 1 of W elements each, vector v holding elements first + v * W ...
+// (first + v * W is 16-byte aligned in every pointer when W > 1).
 template <int W, typename scalar_t, typename Op>
 __device__ __forceinline__ void map_vectors(const Op& op, scalar_t* __restrict__ out,
                                             const scalar_t* __restrict__ in0,
-                                            const scalar_t* __restrict__ in1, int64_t n_vectors,
-                                            int64_t per_sample) {
+                                            const scalar_t* __restrict__ in1, int64_t first,
+                                            int64_t n_vectors, int64_t per_sample) {
   using Vec = cuda::AlignedVector<scalar_t, W>;
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t n_threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (v >= n_vectors) return;
 
-  // Element v * W is element `offset` of sample `sample`; one grid step is step_samples samples and
-  // step_offset elements.
-  int64_t sample = v * W / per_sample;
-  int64_t offset = v * W - sample * per_sample;
+  // Element first + v * W is element `offset` of sample `sample`; one grid step is step_samples
+  // samples and step_offset elements.
+  out += first;
+  in0 += first;
+  if constexpr (Op::kTwoInputs) in1 += first;
+  int64_t sample = (first + v * W) / per_sample;
+  int64_t offset = (first + v * W) - sample * per_sample;
   const int64_t step = n_threads * W;
   const int64_t step_samples = step / per_sample;
   const int64_t step_offset = step - step_samples * per_sample;
@@ -167,26 +182,42 @@ __device__ __forceinline__ void map_vectors(const Op& op, scalar_t* __restrict__
   }
 }
 
+// One element k on its own (the prologue, the tail and the unaligned case's elements).
+template <typename scalar_t, typename Op>
+__device__ __forceinline__ void map_one(const Op& op, scalar_t* __restrict__ out,
+                                        const scalar_t* __restrict__ in0,
+                                        const scalar_t* __restrict__ in1, int64_t k,
+                                        int64_t per_sample) {
+  const scalar_t x0 = in0[k];
+  scalar_t x1 = x0;
+  if constexpr (Op::kTwoInputs) x1 = in1[k];
+  out[k] = op.apply(op.coef(k / per_sample), x0, x1);
+}
+
+// NOTE: [Prologue, vector body, tail]
+// When every pointer is misaligned by the same number of bytes (head elements before the first
+// 16-byte boundary, the same in all of them), the first `head` elements are done one per thread,
+// the vector body covers [head, head + n_vectors * kVec), and the fewer than kVec elements after it
+// are done one per thread again. Pointers misaligned by different amounts (e.g. an input view with an
+// odd storage offset against the freshly allocated, aligned output) cannot share 16-byte accesses:
+// then `vectorize` is false and every element takes the scalar path.
 template <typename scalar_t, typename Op>
 __global__ void __launch_bounds__(kThreads)
     per_sample_map_kernel(const Op op, scalar_t* __restrict__ out, const scalar_t* __restrict__ in0,
                           const scalar_t* __restrict__ in1, int64_t numel, int64_t per_sample,
-                          bool vectorize) {
+                          int64_t head, bool vectorize) {
   constexpr int kVec = vec_width<scalar_t>();
   if (!vectorize) {
-    map_vectors<1>(op, out, in0, in1, numel, per_sample);
+    map_vectors<1>(op, out, in0, in1, 0, numel, per_sample);
     return;
   }
-  const int64_t n_vectors = numel / kVec;
-  map_vectors<kVec>(op, out, in0, in1, n_vectors, per_sample);
-  // The tail: fewer than kVec elements, one per thread of the first threads.
-  const int64_t k = n_vectors * kVec + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k < numel) {
-    const scalar_t x0 = in0[k];
-    scalar_t x1 = x0;
-    if constexpr (Op::kTwoInputs) x1 = in1[k];
-    out[k] = op.apply(op.coef(k / per_sample), x0, x1);
-  }
+  const int64_t n_vectors = (numel - head) / kVec;
+  map_vectors<kVec>(op, out, in0, in1, head, n_vectors, per_sample);
+  // The prologue and the tail: fewer than kVec elements each, one per thread of the first threads.
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < head) map_one(op, out, in0, in1, t, per_sample);
+  const int64_t k = head + n_vectors * kVec + t;
+  if (k < numel) map_one(op, out, in0, in1, k, per_sample);
 }
 
 // The caller holds the device guard; numel > 0 (so per_sample > 0). in1 is null for one-input ops.
@@ -194,9 +225,11 @@ template <typename scalar_t, typename Op>
 void launch_per_sample_map(const Op& op, scalar_t* out, const scalar_t* in0, const scalar_t* in1,
                            int64_t numel, int64_t per_sample) {
   constexpr int kVec = vec_width<scalar_t>();
-  const bool vectorize = is_aligned(out) && is_aligned(in0) && (in1 == nullptr || is_aligned(in1));
-  // Threads with work: one per vector, and at least one per tail element.
-  const int64_t work = vectorize ? std::max(numel / kVec, numel % kVec) : numel;
+  const int mis = misalignment(out);
+  const bool vectorize = misalignment(in0) == mis && (in1 == nullptr || misalignment(in1) == mis);
+  const int64_t head = vectorize ? head_elements(out, numel) : 0;
+  // Threads with work: one per vector, and at least one per prologue or tail element (< kVec each).
+  const int64_t work = vectorize ? std::max<int64_t>((numel - head) / kVec, kVec) : numel;
   // At most as many blocks as the SMs have thread slots for (2048 / 256 per SM on Hopper; 40-60
   // registers per thread let about half of them be resident at once); the grid-stride loop does the
   // rest. The grid size does not affect results (every output element is computed on its own).
@@ -205,12 +238,19 @@ void launch_per_sample_map(const Op& op, scalar_t* out, const scalar_t* in0, con
                              std::max(1, props->maxThreadsPerMultiProcessor / kThreads);
   const int blocks = static_cast<int>(std::min(ceil_div(work, kThreads), max_blocks));
   per_sample_map_kernel<scalar_t, Op><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      op, out, in0, in1, numel, per_sample, vectorize);
+      op, out, in0, in1, numel, per_sample, head, vectorize);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// out = a * r + (1 - a) * f in opmath (float32 for 16-bit types), rounded once, a = alpha[sample].
-// nvcc contracts it to fma(a, r, (1 - a) * f); both forms are within the "rounded once" contract.
+// One rounding each, never contracted or reassociated by the compiler.
+__device__ __forceinline__ float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+
+// out = fma(a, r, (1 - a) * f) in opmath (float32 for 16-bit types), a = alpha[sample]: the CPU
+// kernel's expression, written out so both backends round the same way (NOTE: [interpolate's
+// rounding] in csrc/cpu/penalty_cpu.cpp).
 template <typename scalar_t>
 struct InterpolateOp {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -221,8 +261,8 @@ struct InterpolateOp {
     return static_cast<opmath_t>(alpha[sample]);
   }
   __device__ __forceinline__ scalar_t apply(opmath_t a, scalar_t r, scalar_t f) const {
-    return static_cast<scalar_t>(a * static_cast<opmath_t>(r) +
-                                 (opmath_t(1) - a) * static_cast<opmath_t>(f));
+    const opmath_t bf = mul_rn(opmath_t(1) - a, static_cast<opmath_t>(f));
+    return static_cast<scalar_t>(fma_rn(a, static_cast<opmath_t>(r), bf));
   }
 };
 
@@ -256,7 +296,9 @@ at::Tensor interpolate_cuda(const at::Tensor& real, const at::Tensor& fake, cons
 //     the vector width), one unit per chunk, reduced by a whole block; n_chunks > 1 only when the
 //     batch alone gives too few blocks (B < kTargetUnits), so a batch of a few huge samples still
 //     fills the GPU.
-// Each lane sums its strided elements in order, groups/blocks combine lanes in a fixed tree, and a
+// Each lane sums its strided elements in order (after a scalar prologue up to the unit's first
+// 16-byte boundary, so the unit's address modulo 16 is part of the plan: the same for a tensor and
+// any freshly allocated copy of it), groups/blocks combine lanes in a fixed tree, and a
 // sample's chunk partials (scratch [B * n_chunks]) are combined by one warp in a fixed order. For
 // "mean"/"sum", each block of the finishing kernel adds the penalties of its samples (again a fixed
 // assignment: the grid is at most kMaxGrid blocks, a function of the shape) into block_p[block],
@@ -285,17 +327,23 @@ struct SampleFinish {
   }
 };
 
-// This lane's sum of squares over elements lane, lane + stride, ... (in W-vectors) of p[0, len),
-// in order. kUnroll vectors are loaded (predicated) before any is used, so they are in flight
-// together. len % W == 0 and p is W-aligned when W > 1 (the caller's `vectorize` condition).
+// This lane's sum of squares over elements lane, lane + stride, ... of p[0, len), in order: the
+// elements before p's first 16-byte boundary one at a time (the prologue, fewer than W), then
+// W-vectors (kUnroll of them loaded, predicated, before any is used, so they are in flight together),
+// then the fewer than W elements after the last whole vector. Any alignment and any len work.
 template <int W, typename acc_t, typename scalar_t>
 __device__ __forceinline__ acc_t lane_sum_squares(const scalar_t* __restrict__ p, int64_t len,
                                                   int lane, int stride) {
   using Vec = cuda::AlignedVector<scalar_t, W>;
   using opmath_t = at::opmath_type<scalar_t>;
-  const Vec* pv = reinterpret_cast<const Vec*>(p);
-  const int64_t n = len / W;
   acc_t s = acc_t(0);
+  const int64_t head = head_elements(p, len);
+  for (int64_t i = lane; i < head; i += stride) {
+    const acc_t x = static_cast<acc_t>(static_cast<opmath_t>(p[i]));
+    s += x * x;
+  }
+  const Vec* pv = reinterpret_cast<const Vec*>(p + head);
+  const int64_t n = (len - head) / W;
   for (int64_t i = lane; i < n; i += static_cast<int64_t>(kUnroll) * stride) {
     Vec v[kUnroll];
 #pragma unroll
@@ -313,6 +361,10 @@ __device__ __forceinline__ acc_t lane_sum_squares(const scalar_t* __restrict__ p
       }
     }
   }
+  for (int64_t i = head + n * W + lane; i < len; i += stride) {
+    const acc_t x = static_cast<acc_t>(static_cast<opmath_t>(p[i]));
+    s += x * x;
+  }
   return s;
 }
 
@@ -323,7 +375,7 @@ __device__ __forceinline__ acc_t lane_sum_squares(const scalar_t* __restrict__ p
 template <typename scalar_t, typename acc_t, bool kBlockUnit>
 __global__ void __launch_bounds__(kThreads)
     sum_squares_kernel(const scalar_t* __restrict__ grads, int64_t per_sample, int64_t n_chunks,
-                       int64_t chunk_len, int64_t n_units, int group, bool vectorize,
+                       int64_t chunk_len, int64_t n_units, int group,
                        acc_t* __restrict__ partials, const SampleFinish<scalar_t, acc_t> finish,
                        acc_t* __restrict__ block_p) {
   constexpr int kVec = vec_width<scalar_t>();
@@ -346,8 +398,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t begin = (unit - sample * n_chunks) * chunk_len;
       const int64_t len = per_sample - begin < chunk_len ? per_sample - begin : chunk_len;
       const scalar_t* p = grads + sample * per_sample + begin;
-      s = vectorize ? lane_sum_squares<kVec, acc_t>(p, len, lane, g)
-                    : lane_sum_squares<1, acc_t>(p, len, lane, g);
+      s = lane_sum_squares<kVec, acc_t>(p, len, lane, g);
     }
     if constexpr (kBlockUnit) {
       s = block_sum(s, smem);
@@ -437,7 +488,6 @@ void launch_grad_penalty(const GradPenaltyInputs& in, double center, bool one_si
   } else {
     while (group < 32 && group < vectors) group *= 2;
   }
-  const bool vectorize = is_aligned(grads) && per_sample % kVec == 0 && chunk_len % kVec == 0;
   const int64_t n_units = batch * n_chunks;
   const int grid_units =
       static_cast<int>(std::min(ceil_div(n_units, kThreads / group), kMaxGrid));
@@ -457,11 +507,11 @@ void launch_grad_penalty(const GradPenaltyInputs& in, double center, bool one_si
   acc_t* pass1_block_p = chunked ? nullptr : block_p_ptr;
   if (block_unit) {
     sum_squares_kernel<scalar_t, acc_t, true><<<grid_units, kThreads, 0, stream>>>(
-        grads, per_sample, n_chunks, chunk_len, n_units, group, vectorize, partials_ptr, finish,
+        grads, per_sample, n_chunks, chunk_len, n_units, group, partials_ptr, finish,
         pass1_block_p);
   } else {
     sum_squares_kernel<scalar_t, acc_t, false><<<grid_units, kThreads, 0, stream>>>(
-        grads, per_sample, n_chunks, chunk_len, n_units, group, vectorize, partials_ptr, finish,
+        grads, per_sample, n_chunks, chunk_len, n_units, group, partials_ptr, finish,
         pass1_block_p);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();

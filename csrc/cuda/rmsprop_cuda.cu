@@ -162,17 +162,25 @@ void rmsprop_step_cuda(at::TensorList params, at::TensorList grads, at::TensorLi
     if (p.numel() == 0) continue;
     groups[{p.get_device(), p.scalar_type()}].push_back(i);
   }
-  if (!cpu_lists[0].empty()) {
-    rmsprop_step_cpu_impl(cpu_lists[0], cpu_lists[1], cpu_lists[2], cpu_lists[3], cpu_lists[4], opt);
-  }
-
+  // NOTE: [Temporaries first, launches after, CPU last]
+  // So that a failure (out of memory for a temporary, a launch error) modifies nothing it can avoid:
+  // every group's contiguous temporaries are made before any kernel runs, all kernels are launched
+  // before any copy-back, and the CPU parameters (whose update cannot fail once the checks passed)
+  // are updated last.
+  struct Group {
+    c10::DeviceIndex device;
+    at::ScalarType dtype;
+    std::vector<std::vector<at::Tensor>> lists;                // RMSpropFunctor's order
+    std::vector<std::pair<at::Tensor, at::Tensor>> copy_back;  // (original, contiguous temporary)
+  };
+  std::vector<Group> prepared;
+  prepared.reserve(groups.size());
+  const int depth = 3 + int(use_momentum) + int(opt.centered);
   for (const auto& [key, indices] : groups) {
     const c10::cuda::CUDAGuard guard(key.first);
-    // The multi-tensor lists, in RMSpropFunctor's order: written lists first, grad last.
-    const int depth = 3 + int(use_momentum) + int(opt.centered);
-    std::vector<std::vector<at::Tensor>> lists(depth);
-    std::vector<std::pair<at::Tensor, at::Tensor>> copy_back;  // (original, contiguous temporary)
+    Group group{key.first, key.second, std::vector<std::vector<at::Tensor>>(depth), {}};
     for (const size_t i : indices) {
+      // Written lists first (param, square_avg, [momentum_buffer], [grad_avg]), grad last.
       std::vector<at::Tensor> tensors{params[i], square_avgs[i]};
       if (use_momentum) tensors.push_back(momentum_buffers[i]);
       if (opt.centered) tensors.push_back(grad_avgs[i]);
@@ -184,15 +192,25 @@ void rmsprop_step_cuda(at::TensorList params, at::TensorList grads, at::TensorLi
         for (int d = 0; d < depth; ++d) {
           if (tensors[d].is_contiguous()) continue;
           at::Tensor temporary = tensors[d].contiguous();
-          if (d < depth - 1) copy_back.emplace_back(tensors[d], temporary);
+          if (d < depth - 1) group.copy_back.emplace_back(tensors[d], temporary);
           tensors[d] = std::move(temporary);
         }
       }
-      for (int d = 0; d < depth; ++d) lists[d].push_back(std::move(tensors[d]));
+      for (int d = 0; d < depth; ++d) group.lists[d].push_back(std::move(tensors[d]));
     }
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, key.second, "pygan::rmsprop_step_",
-                                    [&] { launch_rmsprop<scalar_t>(lists, opt); });
-    for (auto& [original, temporary] : copy_back) original.copy_(temporary);
+    prepared.push_back(std::move(group));
+  }
+  for (const Group& group : prepared) {
+    const c10::cuda::CUDAGuard guard(group.device);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, group.dtype, "pygan::rmsprop_step_",
+                                    [&] { launch_rmsprop<scalar_t>(group.lists, opt); });
+  }
+  for (Group& group : prepared) {
+    const c10::cuda::CUDAGuard guard(group.device);
+    for (auto& [original, temporary] : group.copy_back) original.copy_(temporary);
+  }
+  if (!cpu_lists[0].empty()) {
+    rmsprop_step_cpu_impl(cpu_lists[0], cpu_lists[1], cpu_lists[2], cpu_lists[3], cpu_lists[4], opt);
   }
 }
 
