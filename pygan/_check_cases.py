@@ -15,12 +15,8 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import torch
-
-if TYPE_CHECKING:
-    from pygan.check import Row
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}
@@ -42,7 +38,7 @@ class _Failure(Exception):
 class _Checker:
     """Runs the cases of one op on one backend and keeps the worst result."""
 
-    def __init__(self, row: Row, device: str, quick: bool, seed: int = 0):
+    def __init__(self, row, device: str, quick: bool, seed: int = 0):
         self.row, self.device, self.quick = row, torch.device(device), quick
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.case = ""
@@ -401,19 +397,3 @@ def _emd_cases(c: _Checker):
         if worst > 1e-5:
             raise _Failure(f"certificate {cert}")
     yield "float32 inputs", float32_inputs
-
-
-from pygan._check_penalty import (  # noqa: E402  (they use the helpers above)
-    _grad_penalty_backward_cases,
-    _grad_penalty_cases,
-    _interpolate_cases,
-)
-
-_CASES = {
-    "clip_": _clip_cases,
-    "rmsprop_step_": _rmsprop_cases,
-    "interpolate": _interpolate_cases,
-    "grad_penalty": _grad_penalty_cases,
-    "grad_penalty_backward": _grad_penalty_backward_cases,
-    "emd": _emd_cases,
-}
