@@ -62,6 +62,8 @@ def check_labels(y, num_classes: int | None = None, n: int | None = None, *, nam
     """
     if not isinstance(y, torch.Tensor):
         arr = np.asarray(y)
+        if arr.size == 0 and arr.dtype.kind == "f":  # np.asarray([]) is float64: an empty list is fine
+            arr = arr.astype(np.int64)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"{where}: {name}: expected integer class labels, got dtype {arr.dtype}")
         y = torch.from_numpy(arr.astype(np.int64))
