@@ -67,22 +67,22 @@ def _open_npz(path, where: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ValueError(f"{where}: {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError(f"{where}: {path}: expected an .npz archive with arrays {', '.join(keys)}, "
-                                 f"got a single array")
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise ValueError(f"{where}: {path}: expected arrays {', '.join(keys)}, missing {', '.join(missing)} "
-                                 f"(found: {', '.join(data.files) or 'none'})")
-            return {k: data[k] for k in keys}
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise ValueError(f"{where}: {path}: not a readable .npz file ({exc})") from None
-    except ValueError as exc:
-        if str(exc).startswith(where):
-            raise
-        # np.load refuses object arrays without pickle: say so, naming the file
-        raise ValueError(f"{where}: {path}: cannot read ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{where}: {path}: expected an .npz archive with arrays {', '.join(keys)}, "
+                         f"got a single array")
+    with data:
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            raise ValueError(f"{where}: {path}: expected arrays {', '.join(keys)}, missing {', '.join(missing)} "
+                             f"(found: {', '.join(data.files) or 'none'})")
+        try:
+            return {k: data[k] for k in keys}
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+            # e.g. an object array, which np.load refuses to unpickle: name the file
+            raise ValueError(f"{where}: {path}: cannot read ({exc})") from None
 
 
 def _images(arr: np.ndarray, key: str, path, where: str) -> torch.Tensor:
