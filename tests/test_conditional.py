@@ -265,3 +265,40 @@ def test_w1_per_class_bad_input():
         w1_per_class(x, y, x, torch.tensor([0, 0, 1, 5]), num_classes=2)
     with pytest.raises(ValueError, match="sample sizes differ"):
         w1_per_class(x, y, torch.randn(4, 3), y)
+
+
+def test_empty_batch_and_unchecked_labels():
+    G = conditional_mlp_generator(2, 3, 2, hidden=4, layers=1)
+    D = conditional_mlp_critic(2, 3, hidden=4, layers=1, projection=True)
+    empty = G(torch.randn(0, 2), torch.zeros(0, dtype=torch.long))
+    assert empty.shape == (0, 2) and D(empty, torch.zeros(0, dtype=torch.long)).shape == (0, 1)
+    z, y = torch.randn(4, 2), torch.tensor([0, 1, 2, 1])
+    G.validate = False  # the same result without the checks
+    unchecked = G(z, y)
+    G.validate = True
+    torch.testing.assert_close(unchecked, G(z, y), rtol=0, atol=0)
+    x_nc = torch.randn(2, 4)[:, ::2]  # non-contiguous samples
+    assert D(x_nc, y[:2]).shape == (2, 1)
+
+
+def test_one_step_of_each_system_trains_every_part():
+    """The pieces compose: one optimiser step of a conditional WGAN-GP critic and an InfoGAN generator
+    changes every parameter that should learn."""
+    torch.manual_seed(6)
+    G = conditional_mlp_generator(2, 3, 2, hidden=8, layers=1)
+    D = conditional_mlp_critic(2, 3, hidden=8, layers=1)
+    y = torch.randint(3, (16,))
+    real, fake = torch.randn(16, 2), G(torch.randn(16, 2), y)
+    loss_d = D(fake.detach(), y).mean() - D(real, y).mean() \
+        + pygan.gradient_penalty(lambda x: D(x, y), real, fake, weight=10.0)
+    loss_d.backward()
+    # (the head's bias cancels in E[D(fake)] - E[D(real)] and is absent from the penalty)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in D.named_parameters() if n != "head.bias")
+    codes = InfoGANCodes(2, categorical=3, continuous=1)
+    G2 = torch.nn.Sequential(torch.nn.Linear(codes.latent_dim, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    D2 = InfoGANCritic(torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU()), 8, codes)
+    latent, c = codes.sample(16, generator=torch.Generator().manual_seed(1))
+    score, q = D2.score_and_q(G2(latent))
+    (-score.mean() + information_loss(q, c)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G2.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D2.q.parameters())

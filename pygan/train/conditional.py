@@ -100,16 +100,20 @@ class ConditionalGenerator(nn.Module):
         net: maps [B, latent_dim + embed_dim] to samples.
         num_classes: the number of classes K (labels in [0, K)).
         embed_dim: E, the size of e(y).
+        validate: check every y (dtype, length, range) in forward; the range check reads the labels
+            on the host, so a CUDA-graph or ``torch.compile`` loop with checked data may turn it off.
     """
 
-    def __init__(self, net: nn.Module, num_classes: int, embed_dim: int):
+    def __init__(self, net: nn.Module, num_classes: int, embed_dim: int, *, validate: bool = True):
         super().__init__()
+        self.validate = bool(validate)
         self.num_classes = _positive_int(num_classes, "num_classes", "ConditionalGenerator")
         self.embed = nn.Embedding(self.num_classes, _positive_int(embed_dim, "embed_dim", "ConditionalGenerator"))
         self.net = net
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y = check_labels(y, self.num_classes, z.shape[0], where="ConditionalGenerator")
+        if self.validate:
+            y = check_labels(y, self.num_classes, z.shape[0], where="ConditionalGenerator")
         return self.net(torch.cat([z, self.embed(y).to(z.dtype)], dim=1))
 
 
@@ -129,11 +133,13 @@ class ConditionalCritic(nn.Module):
         num_classes: K.
         embed_dim: E for concatenation (ignored, i.e. F, with projection).
         projection: use the projection form.
+        validate: as in :class:`ConditionalGenerator`.
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, embed_dim: int = 8, *,
-                 projection: bool = False):
+                 projection: bool = False, validate: bool = True):
         super().__init__()
+        self.validate = bool(validate)
         where = "ConditionalCritic"
         self.num_classes = _positive_int(num_classes, "num_classes", where)
         self.feature_dim = _positive_int(feature_dim, "feature_dim", where)
@@ -144,7 +150,7 @@ class ConditionalCritic(nn.Module):
         self.head = nn.Linear(self.feature_dim, 1)
 
     def _labels(self, x, y):
-        return check_labels(y, self.num_classes, x.shape[0], where="ConditionalCritic")
+        return check_labels(y, self.num_classes, x.shape[0], where="ConditionalCritic") if self.validate else y
 
     def features(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """phi: the body's features [B, feature_dim] (of x alone with projection, of [x, e(y)] else)."""
