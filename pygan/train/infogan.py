@@ -16,8 +16,8 @@ convolutional layers ... one final fully connected layer to output parameters fo
 
 Q(c | x) is a softmax over K classes for c_cat (the loss term is the cross-entropy) and a factored
 Gaussian N(mu(x), sigma(x)^2) for c_cont (the term is the Gaussian negative log-likelihood); with
-``fixed_std=True`` sigma = 1, which the paper reports is sufficient ("simply treating sigma as
-fixed"), and the term is ``0.5·||c - mu||^2 + (C/2)·log(2π)``. H(c) is a constant and left out, so
+``fixed_std=True`` sigma = 1 (the fixed-variance option, ``fix_std``, of the authors' code; the
+paper says treating c_cont as a factored Gaussian is sufficient), and the term is ``0.5·||c - mu||^2 + (C/2)·log(2π)``. H(c) is a constant and left out, so
 :func:`information_loss` returns ``lambda_info · (CE + NLL)`` = ``-lambda_info · (L_I - H(c))``,
 to be *added* to both the generator's and the critic's (Q's) losses.
 """
@@ -146,7 +146,7 @@ class QHead(nn.Module):
     Args:
         feature_dim: the size of the critic body's features.
         codes: the :class:`InfoGANCodes` layout.
-        fixed_std: sigma = 1 for the continuous codes (the paper's simplification).
+        fixed_std: sigma = 1 for the continuous codes (the fixed-variance option).
     """
 
     def __init__(self, feature_dim: int, codes: InfoGANCodes, *, fixed_std: bool = True):
