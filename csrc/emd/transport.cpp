@@ -411,9 +411,15 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // A round that added arcs none of which entered: the only "violations" were at the
     // tolerance's edge (computed in a different order), so the current basis is optimal.
     if (sol.rounds > 0 && sol.iterations == before) break;
-    // Price every (row, column) pair; keep each row's most violating arcs.
+    // A hard cap, so that no input can keep the rounds going: a round adds at least one arc that
+    // enters, and an optimum needs far fewer rounds than this (about 10 in practice). Past it the
+    // certificate below decides the status (imprecise rather than a hang).
+    if (sol.rounds >= 64 + (na + ma) / 8) break;
+    // Price every (row, column) pair; keep each row's most violating arcs. With the simplex's own
+    // potentials, unshifted: the tolerance of violation_score depends on their magnitudes, so a
+    // shift (normalise_potentials) would make arcs the simplex has just declared non-entering look
+    // violated, and degenerate pivots on them could go on round after round.
     ++sol.rounds;
-    simplex.normalise_potentials();
     const double* pi = simplex.potentials();
     const int32_t* lv = simplex.levels();
     std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
