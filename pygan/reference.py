@@ -130,6 +130,25 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> 
     return a * real + (1 - a) * fake
 
 
+def _norm(g: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Per-sample L2 norms that stay exact for tiny gradients, as the kernels compute them.
+
+    The plain norm squares the elements, which underflows below about sqrt(min normal) of g's dtype
+    (1e-154 in float64) and gives norm 0 (and the zero-norm slope 0) for a row of tiny gradients.
+    Where the plain sum of squares is below min / eps, the norm is taken again scaled by the row's
+    largest element (a constant for autograd, so the gradient is still g / ||g||). No host sync.
+    """
+    n = torch.linalg.vector_norm(g, dim=dims)
+    if g.numel() == 0:  # nothing to scale (amax refuses empty reductions)
+        return n
+    info = torch.finfo(g.dtype)
+    small = n * n < info.tiny / info.eps
+    m = g.detach().abs().amax(dim=dims, keepdim=True)
+    m = torch.where((m > 0) & torch.isfinite(m), m, torch.ones_like(m))
+    scaled = torch.linalg.vector_norm(g / m, dim=dims) * m.reshape(n.shape)
+    return torch.where(small, scaled, n)
+
+
 def grad_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction: str) -> torch.Tensor:
     """The gradient-penalty epilogue on per-sample gradients (the canonical WGAN-GP lines).
 
@@ -151,7 +170,7 @@ def grad_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction:
     if center == 0:
         p = (g * g).sum(dims) if dims else g * g
     else:
-        n = torch.linalg.vector_norm(g, dim=dims) if dims else g.abs()
+        n = _norm(g, dims) if dims else g.abs()
         d = n - center
         p = torch.relu(d) ** 2 if one_sided else d**2
     if reduction == "mean":

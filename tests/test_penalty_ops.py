@@ -217,6 +217,24 @@ def test_grad_penalty_huge_values_keep_a_finite_norm(backend, dtype):
         torch.testing.assert_close(value, reference.grad_penalty(g, 1.0, False, "none"))
 
 
+@pytest.mark.parametrize("dtype, tiny", [(torch.float64, 6.6e-211), (torch.float64, 1e-160),
+                                         (torch.float32, 1e-40), (torch.bfloat16, 1e-25),
+                                         (torch.float16, 6e-8)])
+@pytest.mark.parametrize("center, one_sided", [(1.0, False), (1.0, True), (0.5, False)])
+def test_grad_penalty_tiny_gradients_keep_their_norm(backend, dtype, tiny, center, one_sided):
+    # Squares of elements below sqrt(min normal) of the accumulation type underflow; the norm must
+    # not become 0, whose slope 0 would hide the true slope 2(n - c)/n (-2 here, per element sign).
+    g = torch.tensor([[tiny], [-tiny], [tiny]], dtype=torch.float64)
+    g = torch.cat([g, torch.zeros(3, 4, dtype=torch.float64)], dim=1)
+    g[2, 1] = 0.5 * tiny
+    g = g.to(dtype)
+    assert (g[:, 0] != 0).all(), "the case needs representable tiny values"
+    (v, dg), (rv, rdg) = _both(g, center, one_sided, "none")
+    torch.testing.assert_close(v, rv)
+    torch.testing.assert_close(dg, rdg)
+    assert dg[0, 0] != 0 or one_sided
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     batch=st.integers(1, 6),

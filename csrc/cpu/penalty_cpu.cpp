@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -55,6 +56,31 @@ void for_each_piece(int64_t batch, int64_t per_sample, const Fn& fn) {
       fn(k, sample, begin, std::min(begin + kPiece, per_sample));
     }
   });
+}
+
+// NOTE: [Tiny norms]
+// Squares of elements below about sqrt(min normal) of acc_t (1e-154 in float64, 1e-19 in float32,
+// which accumulates float16/bfloat16) underflow, so a sample of such gradients would get norm 0 and
+// the zero-norm slope 0 where the true penalty's slope is 2(n - c)/n. A sample whose sum of squares
+// falls below min / epsilon (where the sum has lost digits) is summed again scaled by its largest
+// element: ||g|| = m * sqrt(sum (g / m)^2), exact to rounding, as torch's norm is. Serial and
+// deterministic; it runs only for such samples (and all-zero ones, for which it returns 0).
+template <typename acc_t>
+constexpr acc_t tiny_sum_squares() {
+  return std::numeric_limits<acc_t>::min() / std::numeric_limits<acc_t>::epsilon();
+}
+
+template <typename scalar_t, typename acc_t>
+acc_t scaled_norm(const scalar_t* x, int64_t n) {
+  acc_t biggest = 0;
+  for (int64_t i = 0; i < n; ++i) biggest = std::max(biggest, std::abs(static_cast<acc_t>(x[i])));
+  if (!(biggest > acc_t(0))) return biggest;  // all zeros (or a NaN, which the caller's sum kept)
+  acc_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t v = static_cast<acc_t>(x[i]) / biggest;
+    total += v * v;
+  }
+  return biggest * std::sqrt(total);
 }
 
 // Sum of squares of n elements, accumulated in acc_t (see penalty.h) in a fixed order.
@@ -211,7 +237,11 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grads, dou
     for (int64_t i = 0; i < in.batch; ++i) {
       acc_t s = 0;
       for (int64_t k = 0; k < pieces.per_sample; ++k) s += partial[i * pieces.per_sample + k];
-      const acc_t n = std::sqrt(s);
+      acc_t n = std::sqrt(s);
+      if (s < tiny_sum_squares<acc_t>()) {  // NOTE: [Tiny norms]
+        n = scaled_norm<scalar_t, acc_t>(g + i * k_per, k_per);
+        s = n * n;
+      }
       n_out[i] = n;
       const acc_t p = penalty_value(s, n, c, one_sided);
       if (in.reduction == Reduction::None) {
@@ -241,16 +271,26 @@ at::Tensor grad_penalty_backward_cpu(const at::Tensor& grad_out, const at::Tenso
     const acc_t* n = in.norms.const_data_ptr<acc_t>();
     const acc_t scale = base.reduction == Reduction::Mean ? acc_t(1) / static_cast<acc_t>(base.batch) : acc_t(1);
     const acc_t c = static_cast<acc_t>(center);
+    std::vector<acc_t> wide(base.batch);
     std::vector<opmath_t> w(base.batch);
     for (int64_t i = 0; i < base.batch; ++i) {
       const acc_t go_i = base.reduction == Reduction::None ? go[i] : go[0];
-      w[i] = static_cast<opmath_t>(scale * go_i * penalty_slope(n[i], c, one_sided));
+      wide[i] = scale * go_i * penalty_slope(n[i], c, one_sided);
+      w[i] = static_cast<opmath_t>(wide[i]);
     }
     const scalar_t* g = base.grads.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const int64_t k_per = base.per_sample;
     for_each_piece(base.batch, k_per, [&](int64_t, int64_t i, int64_t begin, int64_t end) {
       const int64_t off = i * k_per + begin;
+      if (std::isfinite(wide[i]) && !std::isfinite(w[i])) {
+        // A slope beyond opmath's range (a float32 sample of denormal norm: 2/n overflows float):
+        // the product stays in acc_t, where it is finite, and is rounded once (NOTE: [Tiny norms]).
+        for (int64_t k = off; k < off + (end - begin); ++k) {
+          o[k] = static_cast<scalar_t>(wide[i] * static_cast<acc_t>(g[k]));
+        }
+        return;
+      }
       scale_run<scalar_t, opmath_t>(g + off, o + off, end - begin, w[i]);
     });
   });
