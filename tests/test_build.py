@@ -236,7 +236,11 @@ def test_one_build_key_whatever_the_install_path(tmp_path):
     root = os.path.dirname(os.path.dirname(pygan.__file__))
     copy = tmp_path / "elsewhere"
     shutil.copytree(os.path.join(root, "pygan"), copy / "pygan", ignore=shutil.ignore_patterns("__pycache__", "_prebuilt"))
-    shutil.copytree(os.path.join(root, "csrc"), copy / "pygan" / "csrc")
+    # The sources: <checkout>/csrc, or pygan/csrc in an installed copy (then already copied above).
+    from pygan import _build
+
+    shutil.copytree(_build.source_dir(), copy / "pygan" / "csrc", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     code = ("from pygan import _build; s = _build._build_settings(); "
             "print('dir', _build._build_dir(s)); print('src', s['source_dir'])")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYGAN_") and k != "PYTHONPATH"}

@@ -30,7 +30,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "__pycache__" not in p.parts}
+# pygan/bench and pygan/csrc exist only in an installed copy: they are the checkout's bench/ and csrc/
+# (setup.py installs them inside the package so `python -m pygan bench` and the JIT build work), not
+# modules of the package itself, and bench/ is tested as such by tests/test_bench.py.
+_NOT_PACKAGE = {"bench", "csrc", "__pycache__"}
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))
+           if not _NOT_PACKAGE & set(p.relative_to(PACKAGE).parts[:-1]) and "__pycache__" not in p.parts}
 
 
 def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
