@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "emd/duals.h"
 #include "emd/emd.h"
 #include "emd/network_simplex.h"
 
@@ -92,12 +93,7 @@ Solution solve_sparse(int64_t n, int64_t m, const double* a, const double* b, co
   }
   for (int64_t i = 0; i < n; ++i)
     if (row_pos[i] < 0 && sol.u[i] == inf) sol.u[i] = 0.0;
-  double au = 0.0, bv = 0.0;
-  for (int64_t i = 0; i < n; ++i) au += a[i] * sol.u[i];
-  for (int64_t j = 0; j < m; ++j) bv += b_scaled[j] * sol.v[j];
-  const double shift = (bv - au) / (sum_a + sum_a);
-  for (double& x : sol.u) x += shift;
-  for (double& x : sol.v) x -= shift;
+  center_duals(n, m, a, b_scaled.data(), sum_a, sol.u, sol.v);
 
   // The certificate on the listed arcs (NOTE: [Certificate] in transport.cpp).
   constexpr double kCertTol = 1e-10, kPairTol = 1e-12;

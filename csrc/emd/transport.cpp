@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "emd/duals.h"
 #include "emd/emd.h"
 #include "emd/network_simplex.h"
 
@@ -554,12 +555,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     sol.u[i] = best;
   }
   // Centre them as POT does (a.u == b.v).
-  double au = 0.0, bv = 0.0;
-  for (int64_t i = 0; i < n; ++i) au += a[i] * sol.u[i];
-  for (int64_t j = 0; j < m; ++j) bv += b_scaled[j] * sol.v[j];
-  const double shift = (bv - au) / (sum_a + sum_a);
-  for (double& x : sol.u) x += shift;
-  for (double& x : sol.v) x -= shift;
+  center_duals(n, m, a, b_scaled.data(), sum_a, sol.u, sol.v);
 
   // NOTE: [Certificate]
   // The answer is checked, not trusted: the plan's marginals (a pass over its <= n + m - 1
