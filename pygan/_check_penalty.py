@@ -71,6 +71,11 @@ def _penalty_shapes(c: _Checker) -> list[tuple[int, ...]]:
     return shapes
 
 
+# Gradients whose squares underflow the accumulation dtype (float64 for float32 too): the kernels
+# must rescale those samples, not report norm 0.
+_TINY = [(torch.float64, 1e-160), (torch.float64, 1e-310), (torch.float32, 1e-40)]
+
+
 def _grad_penalty_cases(c: _Checker):
     from pygan import reference
 
@@ -81,7 +86,15 @@ def _grad_penalty_cases(c: _Checker):
         penalty, norms = torch.ops.pygan.grad_penalty.default(grads, center, one_sided, reduction)
         ref = reference.grad_penalty(grads, center, one_sided, reduction)
         dims = tuple(range(1, grads.dim()))
-        n64 = torch.linalg.vector_norm(grads.double(), dim=dims) if dims else grads.double().abs()
+        g64 = grads.double()
+        if dims:
+            # Scaled by each sample's largest element, so squares below the smallest normal float64
+            # (samples of 1e-160) keep their digits: torch's own vector_norm loses them.
+            m = g64.abs().amax(dim=dims, keepdim=True) if g64.numel() else g64.abs()
+            m = torch.where((m > 0) & torch.isfinite(m), m, torch.ones_like(m))
+            n64 = torch.linalg.vector_norm(g64 / m, dim=dims) * m.reshape(-1)
+        else:
+            n64 = g64.abs()
         acc = torch.float32 if grads.dtype in (torch.float16, torch.bfloat16) else torch.float64
         c.compare("norms", norms, n64.to(acc), 1e-4 if acc == torch.float32 else 1e-12)
         terms = (n64 + center) ** 2
@@ -112,6 +125,16 @@ def _grad_penalty_cases(c: _Checker):
             for mode in modes:
                 check(grads, *mode)
         yield f"{_SHORT[dtype]} NaN, inf and zero samples", specials
+
+    def tiny():  # squares that underflow the accumulation type: the rescaled sum (tiny norms)
+        for dtype, scale in _TINY:
+            for shape in ((4, 7), (2, 3000), (3, 100_003)):
+                grads = c.randn(shape, dtype) * scale
+                grads[-1] *= 1e30 if dtype == torch.float64 else 1e10  # a normal sample beside them
+                for mode in modes:
+                    c.case = f"{_SHORT[dtype]} {list(shape)} x {scale:g} center={mode[0]} {mode[2]}"
+                    check(grads, *mode)
+    yield "tiny norms (squares below the smallest normal)", tiny
 
     def empty():
         for reduction in ("none", "sum"):
@@ -153,3 +176,12 @@ def _grad_penalty_backward_cases(c: _Checker):
                     check(grads, 1.0, False, "mean")
                     check(grads, 0.0, False, "none")
         yield f"{_SHORT[dtype]} layouts and a zero sample", layouts
+
+    def tiny():  # a slope beyond float32's range (denormal norms) is applied in the accumulation type
+        # (not 1e-310 in float64: there the true slope 2/n itself overflows float64)
+        for dtype, scale in [t for t in _TINY if t[1] > 1e-300]:
+            grads = c.randn((4, 33), dtype) * scale
+            for mode in modes:
+                c.case = f"{_SHORT[dtype]} [4, 33] x {scale:g} center={mode[0]} {mode[2]}"
+                check(grads, *mode)
+    yield "tiny norms (slopes beyond float32)", tiny

@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstdint>
 #include <initializer_list>
 #include <tuple>
@@ -119,8 +120,8 @@ __device__ __forceinline__ T block_sum(T v, T* smem) {
 // allocations, which are aligned), after a scalar prologue up to the first 16-byte boundary (NOTE:
 // [Prologue, vector body, tail]); otherwise every element takes the scalar loop.
 //
-// Op: static constexpr bool kTwoInputs; opmath_t coef(int64_t sample) const;
-//     scalar_t apply(opmath_t coef, scalar_t x0, scalar_t x1) const  (x1 == x0 with one input).
+// Op: static constexpr bool kTwoInputs; type coef_t; coef_t coef(int64_t sample) const;
+//     scalar_t apply(coef_t coef, scalar_t x0, scalar_t x1) const  (x1 == x0 with one input).
 
 // Vectors v = 0 .. n_vectors - 1 of W elements each, vector v holding elements first + v * W ...
 // (first + v * W is 16-byte aligned in every pointer when W > 1).
@@ -130,7 +131,7 @@ __device__ __forceinline__ void map_vectors(const Op& op, scalar_t* __restrict__
                                             const scalar_t* __restrict__ in1, int64_t first,
                                             int64_t n_vectors, int64_t per_sample) {
   using Vec = cuda::AlignedVector<scalar_t, W>;
-  using opmath_t = at::opmath_type<scalar_t>;
+  using coef_t = typename Op::coef_t;
   const int64_t n_threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (v >= n_vectors) return;
@@ -147,7 +148,7 @@ __device__ __forceinline__ void map_vectors(const Op& op, scalar_t* __restrict__
   const int64_t step_offset = step - step_samples * per_sample;
 
   int64_t cached = -1;  // the sample whose coefficient `c` holds
-  opmath_t c = opmath_t(0);
+  coef_t c{};
   for (; v < n_vectors; v += n_threads) {
     const Vec x0 = reinterpret_cast<const Vec*>(in0)[v];
     Vec x1;
@@ -254,6 +255,7 @@ __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(
 template <typename scalar_t>
 struct InterpolateOp {
   using opmath_t = at::opmath_type<scalar_t>;
+  using coef_t = opmath_t;
   static constexpr bool kTwoInputs = true;
   const scalar_t* alpha;
 
@@ -311,15 +313,51 @@ constexpr int64_t kMaxGrid = 2048;         // grid-stride above this: bounds blo
 
 // What happens to a sample once its sum of squares is known: the norm, the penalty (penalty.h), the
 // penalty written out for "none" (penalty_none != nullptr), and returned for the block's running sum.
+// NOTE: [Tiny norms on CUDA] (the CPU kernel's NOTE: [Tiny norms], csrc/cpu/penalty_cpu.cpp):
+// squares of elements below about sqrt(min normal) of acc_t underflow, so a sample of such gradients
+// would get norm 0 and the zero-norm slope where the true slope is 2(n - c)/n. A sample whose sum of
+// squares falls below min / epsilon is summed again, scaled by its largest element:
+// ||g|| = m * sqrt(sum (g / m)^2), exact to rounding. The finishing thread does it serially (two
+// passes over the sample): deterministic, and it only runs for such samples and all-zero ones.
+template <typename acc_t>
+__device__ __forceinline__ acc_t tiny_sum_squares();
+template <>
+__device__ __forceinline__ float tiny_sum_squares<float>() { return FLT_MIN / FLT_EPSILON; }
+template <>
+__device__ __forceinline__ double tiny_sum_squares<double>() { return DBL_MIN / DBL_EPSILON; }
+
+template <typename acc_t, typename scalar_t>
+__device__ acc_t scaled_norm(const scalar_t* __restrict__ x, int64_t n) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  acc_t biggest = acc_t(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t v = ::fabs(static_cast<acc_t>(static_cast<opmath_t>(x[i])));
+    biggest = v > biggest ? v : biggest;
+  }
+  if (!(biggest > acc_t(0))) return biggest;  // all zeros
+  acc_t total = acc_t(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t v = static_cast<acc_t>(static_cast<opmath_t>(x[i])) / biggest;
+    total += v * v;
+  }
+  return biggest * ::sqrt(total);
+}
+
 template <typename scalar_t, typename acc_t>
 struct SampleFinish {
   acc_t* norms;
   scalar_t* penalty_none;
   acc_t center;
   bool one_sided;
+  const scalar_t* grads;  // for the rescaled sum of a tiny sample (NOTE: [Tiny norms on CUDA])
+  int64_t per_sample;
 
   __device__ __forceinline__ acc_t operator()(int64_t sample, acc_t sum_sq) const {
-    const acc_t norm = ::sqrt(sum_sq);  // IEEE sqrt (no fast-math flags)
+    acc_t norm = ::sqrt(sum_sq);  // IEEE sqrt (no fast-math flags)
+    if (sum_sq < tiny_sum_squares<acc_t>()) {  // false for NaN, which propagates as it is
+      norm = scaled_norm<acc_t>(grads + sample * per_sample, per_sample);
+      sum_sq = norm * norm;
+    }
     const acc_t p = penalty_value(sum_sq, norm, center, one_sided);
     norms[sample] = norm;
     if (penalty_none != nullptr) penalty_none[sample] = static_cast<scalar_t>(p);
@@ -503,7 +541,8 @@ void launch_grad_penalty(const GradPenaltyInputs& in, double center, bool one_si
 
   const SampleFinish<scalar_t, acc_t> finish{norms.mutable_data_ptr<acc_t>(),
                                              reduce ? nullptr : penalty.mutable_data_ptr<scalar_t>(),
-                                             static_cast<acc_t>(center), one_sided};
+                                             static_cast<acc_t>(center), one_sided, grads,
+                                             per_sample};
   acc_t* pass1_block_p = chunked ? nullptr : block_p_ptr;
   if (block_unit) {
     sum_squares_kernel<scalar_t, acc_t, true><<<grid_units, kThreads, 0, stream>>>(
@@ -555,10 +594,20 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cuda(const at::Tensor& grads, do
 // CPU kernel does), then cast to opmath (float32 for 16-bit and float32, float64 for float64) for the
 // multiply; rounded once. grad_out_stride is 1 for "none" ([B]) and 0 for "mean"/"sum" (0-d): read on
 // the device, never on the host.
+// A slope beyond opmath's range (a float32 sample of denormal norm: 2/n overflows float) is applied
+// in acc_t, where it is finite, and the product rounded once, as on the CPU (NOTE: [Tiny norms]).
+template <typename opmath_t, typename acc_t>
+struct BackwardCoef {
+  opmath_t w;
+  acc_t wide;
+  bool use_wide;
+};
+
 template <typename scalar_t>
 struct PenaltyBackwardOp {
   using opmath_t = at::opmath_type<scalar_t>;
   using acc_t = acc_type<scalar_t>;
+  using coef_t = BackwardCoef<opmath_t, acc_t>;
   static constexpr bool kTwoInputs = false;
   const acc_t* grad_out;
   int64_t grad_out_stride;
@@ -567,12 +616,15 @@ struct PenaltyBackwardOp {
   acc_t center;
   bool one_sided;
 
-  __device__ __forceinline__ opmath_t coef(int64_t sample) const {
-    return static_cast<opmath_t>(scale * grad_out[sample * grad_out_stride] *
-                                 penalty_slope(norms[sample], center, one_sided));
+  __device__ __forceinline__ coef_t coef(int64_t sample) const {
+    const acc_t wide = scale * grad_out[sample * grad_out_stride] *
+                       penalty_slope(norms[sample], center, one_sided);
+    const opmath_t w = static_cast<opmath_t>(wide);
+    return {w, wide, ::isfinite(wide) && !::isfinite(w)};
   }
-  __device__ __forceinline__ scalar_t apply(opmath_t w, scalar_t g, scalar_t) const {
-    return static_cast<scalar_t>(w * static_cast<opmath_t>(g));
+  __device__ __forceinline__ scalar_t apply(const coef_t& c, scalar_t g, scalar_t) const {
+    if (c.use_wide) return static_cast<scalar_t>(c.wide * static_cast<acc_t>(g));
+    return static_cast<scalar_t>(c.w * static_cast<opmath_t>(g));
   }
 };
 
