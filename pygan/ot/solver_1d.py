@@ -19,6 +19,8 @@ from collections import namedtuple
 import numpy as np
 import torch
 
+from pygan.ot import _native_1d
+
 __all__ = ["wasserstein_1d", "emd_1d", "emd2_1d"]
 
 PlanTuple = namedtuple("PlanTuple", ["data", "rows", "cols"])
@@ -199,6 +201,11 @@ def wasserstein_1d(
         t = t.to(work)
         return t if t.dim() == 1 and batch else t.reshape(k, cols)
 
+    if not return_plans and _native_1d.usable(u_values, v_values, u_weights, v_weights):
+        # CPU, no gradient: the compiled sort-and-merge (float64 throughout, rounded once).
+        cost = _native_1d.costs(flat(u_values, n), flat(v_values, m), flat(u_weights, n), flat(v_weights, m), p,
+                                require_sort).reshape(batch).to(dtype)
+        return cost.numpy()[()] if was_numpy else cost
     delta, qu, qv, rows, cols = _matching(flat(u_values, n), flat(v_values, m), flat(u_weights, n),
                                           flat(v_weights, m), require_sort)
     gap = (qu - qv).abs()
@@ -244,7 +251,7 @@ def _plan(data, rows, cols, shape, kind, was_numpy, dtype):
 _METRICS_1D = {"sqeuclidean": 2.0, "euclidean": 1.0, "cityblock": 1.0}
 
 
-def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals):
+def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals, want_plan=True):
     inputs, was_numpy = _from_numpy({"x_a": x_a, "x_b": x_b, "a": a, "b": b})
     x_a, x_b, a, b = inputs.values()
     x_a = _check_values("x_a", x_a)
@@ -272,6 +279,9 @@ def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals):
     for t in (y, a, b):
         if t is not None:
             dtype = torch.promote_types(dtype, t.dtype)
+    if _native_1d.usable(x.detach()):  # CPU: the compiled sort-and-merge (not differentiable anyway)
+        cost, delta, rows, cols = _native_1d.matching(x, y, a, b, power, want_plan)
+        return delta * mass, rows, cols, (x.shape[0], y.shape[0]), cost * mass, was_numpy, dtype, x.device
     f64 = [None if t is None else t.detach().to(torch.float64).reshape(-1, 1) for t in (x, y, a, b)]
     delta, qu, qv, rows, cols = _matching(*f64)
     delta, rows, cols = delta[:, 0] * mass, rows[:, 0], cols[:, 0]
@@ -327,7 +337,7 @@ def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, l
         The cost (a numpy scalar for numpy input, else a 0-d tensor), and with ``log`` a dict
         holding the plan under ``"G"``.
     """
-    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True)
+    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True, log)
     out = _scalar(cost, was_numpy, dtype, device)
     if not log:
         return out
