@@ -247,7 +247,10 @@ Emd1dResult emd_1d(const at::Tensor& x, const at::Tensor& y, const at::Tensor& w
   std::vector<emd::Plan1d> plans(want_plan ? B : 0);
   auto cost = at::empty({B}, at::TensorOptions().dtype(at::kDouble));
   double* pc = cost.data_ptr<double>();
-  at::parallel_for(0, 2 * B, 1, [&](int64_t lo, int64_t hi) {
+  // A grain of about 64K points per thread: below that, waking a second thread costs more than
+  // the sort it would take over.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, std::min(n, m)));
+  at::parallel_for(0, 2 * B, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t c = t / 2;
       const int s = static_cast<int>(t % 2);
@@ -255,7 +258,7 @@ Emd1dResult emd_1d(const at::Tensor& x, const at::Tensor& y, const at::Tensor& w
       emd::sort_1d(sizes[s], data[s] + c * sizes[s], w, sorted, want_plan, sides[t]);
     }
   });
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+  at::parallel_for(0, B, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       pc[c] = emd::merge_1d(sides[2 * c], sides[2 * c + 1], p, want_plan ? &plans[c] : nullptr);
       sides[2 * c] = emd::Sorted1d(), sides[2 * c + 1] = emd::Sorted1d();  // free as we go
