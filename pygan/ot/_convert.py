@@ -3,13 +3,12 @@ tensors for the core out)."""
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
 
-from pygan import _build
+from pygan import _build, _validate
 
 
 
@@ -77,13 +76,10 @@ def _balanced(a64: torch.Tensor, b64: torch.Tensor, mass_tol: float, rescale: bo
 
 
 def _check_options(max_iter, mass_tol) -> int:
-    if not isinstance(mass_tol, numbers.Real) or not math.isfinite(mass_tol) or mass_tol < 0:
-        raise ValueError(f"mass_tol must be a finite non-negative number, got {mass_tol!r}")
-    if max_iter is None:
+    _validate.number(mass_tol, "mass_tol", low=0)
+    if max_iter is None:  # no limit
         return -1
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
-        raise ValueError(f"max_iter must be None (no limit) or a non-negative integer, got {max_iter!r}")
-    return int(max_iter)
+    return _validate.integer(max_iter, "max_iter", low=0)
 
 
 def _weight_tensors(a, b) -> list[torch.Tensor | None]:
@@ -120,9 +116,9 @@ def _iter_limit(numItermax, max_iter, mass_tol) -> int:
     limit = max_iter if max_iter is not None else numItermax
     try:
         return _check_options(limit, mass_tol)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         if numItermax is not None and max_iter is None and "max_iter" in str(e):
-            raise ValueError(str(e).replace("max_iter", "numItermax", 1)) from None
+            raise type(e)(str(e).replace("max_iter", "numItermax", 1)) from None
         raise
 
 

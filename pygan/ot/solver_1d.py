@@ -13,12 +13,12 @@ same sorted matching.
 from __future__ import annotations
 
 import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
 import torch
 
+from pygan import _validate
 from pygan.ot import _native_1d
 
 __all__ = ["wasserstein_1d", "emd_1d", "emd2_1d"]
@@ -29,8 +29,7 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 
 def _check_values(name: str, t: object) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    _validate.tensor(t, name, floating=False)  # a dense tensor; the dtype message below says what to do
     if not t.is_floating_point():
         # Rejected rather than converted: POT's uniform weights would take the integer dtype (1/n -> 0).
         raise TypeError(f"{name} must have a floating-point dtype, got {t.dtype} (convert with .double())")
@@ -65,12 +64,8 @@ def _check_weights(name: str, w: object, values: torch.Tensor, values_name: str)
 
 
 def _check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    p = float(p)
-    if not math.isfinite(p) or p < 1:
-        raise ValueError(f"p must be finite and >= 1 (|x - y|^p is not a convex cost below 1), got {p}")
-    return p
+    # |x - y|^p is not a convex cost below p = 1 (the sorted matching is then not optimal).
+    return _validate.number(p, "p", low=1)
 
 
 def _from_numpy(values: dict) -> tuple[dict, bool]:
