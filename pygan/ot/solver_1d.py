@@ -4,9 +4,11 @@ In one dimension with a ground cost |x - y|^p (p >= 1, convex in x - y) the opti
 two distributions in sorted order, so the OT loss is the integral over q in [0, 1] of
 |F_u^{-1}(q) - F_v^{-1}(q)|^p, with F^{-1} the quantile functions. Both are step functions whose
 steps sit at the cumulative weights, so merging the two sets of breakpoints gives the integral exactly
-as a finite sum. This is POT's ``ot.wasserstein_1d`` algorithm, written in torch ops only: it runs on
-any device and autograd differentiates it with respect to the values and the weights. Numpy arrays
-are accepted too (numpy in, numpy out). ``emd_1d`` / ``emd2_1d`` are POT's plan / cost forms of the
+as a finite sum. This is POT's ``ot.wasserstein_1d`` algorithm, written in torch ops: it runs on
+any device and autograd differentiates it with respect to the values and the weights. On CPU, when
+no gradient is tracked, the compiled twin (pygan.ot._native_1d: one sort per side and a linear merge
+in float64, instead of a third sort and two binary searches) gives the same numbers several times
+faster. Numpy arrays are accepted too (numpy in, numpy out). ``emd_1d`` / ``emd2_1d`` are POT's plan / cost forms of the
 same sorted matching.
 """
 
