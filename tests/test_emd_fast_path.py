@@ -113,3 +113,14 @@ def test_multi_histogram_uses_the_checked_path():
     bad[0, 1] = -1.0
     with pytest.raises(ValueError, match=r"\bb\b"):
         pg.emd2(a[0].numpy(), bad, M[0].numpy())
+
+
+def test_without_the_extension_the_torch_checks_run(monkeypatch):
+    import pygan.ot._convert as convert
+
+    monkeypatch.setattr(convert._build, "load", lambda: False)
+    a, b, M = problem()
+    assert not _inputs_ok(a, b, M, 1e-6, False)  # "not confirmed": the caller runs the torch checks
+    M[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"\bM\b"):
+        pg.emd2(a[0], b[0], M[0])

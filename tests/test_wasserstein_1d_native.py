@@ -223,3 +223,16 @@ def test_binding_misuse_is_refused():
         mod.emd_1d(x, x, torch.ones(1, 3, dtype=F64), torch.empty(0, 0, dtype=F64), 1.0, False, False)
     with pytest.raises(ValueError, match="p must be"):
         mod.emd_1d(x, x, torch.empty(0, 0, dtype=F64), torch.empty(0, 0, dtype=F64), 0.5, False, False)
+
+
+def test_without_the_extension_the_torch_ops_answer(monkeypatch, calls):
+    """No compiled module (PYGAN_DISABLE_EXT=1, a failed build): the torch twin runs, same numbers."""
+    gen = torch.Generator().manual_seed(11)
+    x, y, w = torch.randn(30, 2, generator=gen, dtype=F64), torch.randn(20, 2, generator=gen, dtype=F64), None
+    compiled = wasserstein_1d(x, y, w, p=1.5)
+    G = pg.emd_1d(x[:, 0], y[:, 0])
+    monkeypatch.setattr(_native_1d._build, "load", lambda: False)
+    assert len(calls) == 1
+    torch.testing.assert_close(wasserstein_1d(x, y, w, p=1.5), compiled, rtol=1e-12, atol=1e-14)
+    assert len(calls) == 1  # not called again
+    torch.testing.assert_close(pg.emd_1d(x[:, 0], y[:, 0]), G, rtol=0, atol=1e-15)
