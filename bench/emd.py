@@ -1,6 +1,7 @@
 """Benchmark pygan's exact optimal transport (``pygan.ot``) against POT and scipy.
 
-Five parts, all in ``emd_<device>.json`` (each case has a ``part`` field). Every cost is float64.
+Eight parts, all in ``emd_<device>.json`` (each case has a ``part`` field); the DOTmark-style,
+small and second batched families are described in bench/_emd_families.py. Every cost is float64.
 POT (``ot``) and scipy are optional extras (``pip install "pygan-torch[bench]"``): each is imported lazily,
 and a missing one turns its rows into *skipped* rows (with the reason) instead of failing the run.
 
@@ -14,22 +15,25 @@ and a missing one turns its rows into *skipped* rows (with the reason) instead o
     pygan.ot.emd2 (torch)            ``pygan.ot.emd2(a, b, M)`` on float64 CPU tensors (pygan)
     pygan.ot.emd2 (numpy)            the same call on the numpy arrays (pygan)
 
-**rectangular** (``non-uniform 1000x1500``, ``non-uniform 3000x2000``; ``--quick``: 100x150, 300x200):
-clouds with different means, random positive weights normalised to 1 on each side. Rows: POT ot.emd2
-(baseline) and pygan.ot.emd2 (torch, numpy).
+**rectangular** (``non-uniform 1000x1500 shift s``, ``non-uniform 3000x2000 shift s``, s = 0.5, 1, 2,
+4; ``--quick``: 100x150, 300x200 at s = 2): the second cloud moved by (s, s / 2) (far apart for large
+s), random positive weights normalised to 1 on each side. Rows: POT ot.emd2 (baseline) and
+pygan.ot.emd2 (torch, numpy). Target: >= 2x POT.
 
 **1d** (``1-D n=1e5``, ``1e6``, ``1e7``; ``--quick``: 1e4): u ~ N(0, 1), v ~ N(0.5, 1.5^2), n values
 each, uniform weights, p = 1. Rows: POT ``ot.wasserstein_1d(u, v, p=1)`` on numpy arrays (baseline;
 on CUDA on the device's torch tensors), ``scipy.stats.wasserstein_distance(u, v)`` at the smallest n
 only (baseline), ``pygan.ot.wasserstein_1d(u, v, p=1)`` on torch tensors (pygan), and
 ``(sort(u) - sort(v)).abs().mean()`` in torch, the closed form for equal sizes and weights (reference:
-the floor for any sort-based method). No target: reported as measured.
+the floor for any sort-based method). pygan runs on 1 thread and on 2 (``pygan.ot.wasserstein_1d (2
+threads)``: the two sides sorted in parallel). Target: >= 2x POT on 1 thread.
 
 **batched** (``batched 256x64x64``): 256 problems of 64 points uniform in the unit square, uniform
 weights, Euclidean costs M [256, 64, 64].
     POT ot.emd2 loop (256 calls)     ``[ot.emd2(a, b, M[i], numItermax=10**9) for i in range(256)]`` (baseline)
     pygan.ot.emd2 batched            ``pygan.ot.emd2(a, b, M)`` on the [256, 64, 64] tensor (pygan)
     pygan.ot.emd2 loop (256 calls)   the same Python loop over pygan (pygan): what batching itself gains
+Target: >= 15x the POT loop (on the run's threads; ``--threads 2`` for the published figure).
 
 **points** (``points NxN``, N = 4096; ``--quick``: 512): the square part's clouds given as points.
     POT ot.dist + ot.emd2            the dense matrix built, then solved (baseline)
@@ -92,8 +96,12 @@ SEED = 0
 SQUARE_N = {False: (256, 512, 1024, 2048, 4096), True: (64, 256)}
 TARGET_SQUARE_N, TARGET_SQUARE_SPEEDUP = 4096, 3.0
 RECT = {False: ((1000, 1500), (3000, 2000)), True: ((100, 150), (300, 200))}
+RECT_SHIFTS = {False: (0.5, 1.0, 2.0, 4.0), True: (2.0,)}  # the second cloud moved by (s, s / 2)
 W1D_N = {False: (10**5, 10**6, 10**7), True: (10**4,)}
-BATCH, BATCH_N, TARGET_BATCH_SPEEDUP = 256, 64, 10.0
+BATCH, BATCH_N, TARGET_BATCH_SPEEDUP = 256, 64, 15.0
+TARGET_RECT_SPEEDUP, TARGET_1D_SPEEDUP, TARGET_SMALL_SPEEDUP = 2.0, 2.0, 3.0
+TARGET_DOTMARK_MIN, TARGET_DOTMARK_GEOMEAN = 2.0, 6.0
+TARGET_BATCHES = {"batched 64x256x256": 5.0}  # the 2-thread rows of _emd_families' batches
 POINTS_DENSE_N = {False: 4096, True: 512}
 POINTS_MEMORY_N = {False: 20000, True: 2000}
 TARGET_MEMORY_N, TARGET_MEMORY_GB = 20000, 2.0
@@ -106,6 +114,7 @@ POT_LOOP, PYGAN_BATCHED, PYGAN_LOOP = (f"POT ot.emd2 loop ({BATCH} calls)", "pyg
                                        f"pygan.ot.emd2 loop ({BATCH} calls)")
 POT_1D, SCIPY_1D, PYGAN_1D, SORT_1D = ("POT ot.wasserstein_1d", "scipy.stats.wasserstein_distance",
                                        "pygan.ot.wasserstein_1d", "torch sort closed form (ref)")
+PYGAN_1D_2 = "pygan.ot.wasserstein_1d (2 threads)"
 POT_POINTS, CDIST_PYGAN, PYGAN_POINTS = ("POT ot.dist + ot.emd2", "torch.cdist + pygan.ot.emd2",
                                          "pygan.ot.emd2_points")
 
@@ -227,6 +236,20 @@ def speedup(case: dict | None, base: str, name: str) -> float | None:
     return None if a is None or b is None else a / b
 
 
+class _threads:
+    """torch's intra-op thread count set to ``n`` for a block (pygan's compiled paths use ATen's pool)."""
+
+    def __init__(self, n: int):
+        self.n, self.saved = n, None
+
+    def __enter__(self):
+        self.saved = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.saved)
+
+
 # ---- data ----------------------------------------------------------------------------------------
 
 def _euclidean(x: np.ndarray, y: np.ndarray, ot: Any) -> np.ndarray:
@@ -345,17 +368,18 @@ def part_square(device: str, quick: bool, ot: Any, why_ot: str | None) -> list[d
 def part_rectangular(device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
     cases = []
     for n, m in RECT[quick]:
-        x, y = clouds(n, m, (2.0, 1.0), SEED + n + m)
-        rng = np.random.default_rng(SEED + 1)
-        a, b = rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, m)
-        a, b = a / a.sum(), b / b.sum()
-        M = _euclidean(x, y, ot)
-        name = f"non-uniform {n}x{m}"
-        skipped = [(POT, "baseline", why_ot)] if ot is None else []
-        cases.append(measure(name, emd_candidates(name, a, b, M, ot, None), device, quick, EMD_RTOL, skipped,
-                             vs=POT, part="rectangular", n=n, m=m, weights="random, normalised",
-                             max_abs_cost=float(M.max())))
-        del M
+        for shift in RECT_SHIFTS[quick]:
+            x, y = clouds(n, m, (shift, shift / 2), SEED + n + m)
+            rng = np.random.default_rng(SEED + 1)
+            a, b = rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, m)
+            a, b = a / a.sum(), b / b.sum()
+            M = _euclidean(x, y, ot)
+            name = f"non-uniform {n}x{m} shift {shift:g}"
+            skipped = [(POT, "baseline", why_ot)] if ot is None else []
+            cases.append(measure(name, emd_candidates(name, a, b, M, ot, None), device, quick, EMD_RTOL, skipped,
+                                 vs=POT, part="rectangular", n=n, m=m, shift=[shift, shift / 2],
+                                 weights="random, normalised", max_abs_cost=float(M.max())))
+            del M
     return cases
 
 
@@ -385,7 +409,12 @@ def part_1d(device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]
             st["out"] = stats.wasserstein_distance(u, v)
 
         def pygan_w(st: dict, tu=tu, tv=tv) -> None:
-            st["out"] = pygan.ot.wasserstein_1d(tu, tv, p=1)
+            with _threads(1):
+                st["out"] = pygan.ot.wasserstein_1d(tu, tv, p=1)
+
+        def pygan_w2(st: dict, tu=tu, tv=tv) -> None:
+            with _threads(2):  # the compiled path sorts the two sides on two threads
+                st["out"] = pygan.ot.wasserstein_1d(tu, tv, p=1)
 
         def closed(st: dict, tu=tu, tv=tv) -> None:
             st["out"] = (torch.sort(tu)[0] - torch.sort(tv)[0]).abs().mean()
@@ -403,6 +432,7 @@ def part_1d(device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]
             else:
                 skipped.append((SCIPY_1D, "baseline", why_scipy))
         rows += [Candidate(PYGAN_1D, "pygan", setup, pygan_w, result),
+                 Candidate(PYGAN_1D_2, "pygan", setup, pygan_w2, result),
                  Candidate(SORT_1D, "reference", setup, closed, result)]
         cases.append(measure(name, rows, device, quick, W1D_RTOL, skipped, expected=expected, vs=POT_1D,
                              part="1d", n=n, m=n, p=1, weights="uniform"))
@@ -573,10 +603,35 @@ def targets(cases: dict[str, dict], device: str) -> list[dict]:
     big = f"uniform {TARGET_SQUARE_N}x{TARGET_SQUARE_N}"
     tg.append(H.target(f"pygan.ot.emd2 speedup vs POT ot.emd2, {big}", speedup(cases.get(big), POT, PYGAN_TORCH),
                        ">=", TARGET_SQUARE_SPEEDUP))
+    dotmark = []
     for name, case in cases.items():
-        if case["part"] in ("square", "rectangular"):
+        if case["part"] == "square":
             tg.append(H.target(f"pygan.ot.emd2 speedup vs POT ot.emd2, {name} (never slower)",
                                speedup(case, POT, PYGAN_TORCH), ">=", 1.0))
+        elif case["part"] == "rectangular":
+            tg.append(H.target(f"pygan.ot.emd2 speedup vs POT ot.emd2, {name}", speedup(case, POT, PYGAN_TORCH),
+                               ">=", TARGET_RECT_SPEEDUP))
+        elif case["part"] == "dotmark":
+            ratio = speedup(case, POT, "pygan.ot.emd2 (1 thread)")
+            dotmark.append(ratio)
+            tg.append(H.target(f"pygan.ot.emd2 speedup vs POT ot.emd2, {name}, 1 thread", ratio, ">=",
+                               TARGET_DOTMARK_MIN))
+        elif case["part"] == "small":
+            tg.append(H.target(f"pygan.ot.emd2 speedup vs POT ot.emd2, {name}, 1 thread",
+                               speedup(case, POT, "pygan.ot.emd2 (1 thread)"), ">=", TARGET_SMALL_SPEEDUP))
+        elif case["part"] == "1d":
+            tg.append(H.target(f"pygan.ot.wasserstein_1d speedup vs POT ot.wasserstein_1d, {name}, 1 thread",
+                               speedup(case, POT_1D, PYGAN_1D), ">=", TARGET_1D_SPEEDUP))
+        elif case["part"] == "batched" and case["case"] in TARGET_BATCHES:
+            tg.append(H.target(f"pygan.ot.emd2 batched (2 threads) speedup vs a loop over POT ot.emd2, "
+                               f"{case['case']}", speedup(case, f"POT ot.emd2 loop ({case['batch']} calls)",
+                                                         "pygan.ot.emd2 batched (2 threads)"),
+                               ">=", TARGET_BATCHES[case["case"]]))
+    if dotmark:
+        known = [r for r in dotmark if r is not None]
+        geo = math.exp(sum(math.log(r) for r in known) / len(known)) if known and len(known) == len(dotmark) else None
+        tg.append(H.target("pygan.ot.emd2 speedup vs POT ot.emd2, dotmark geometric mean, 1 thread", geo, ">=",
+                           TARGET_DOTMARK_GEOMEAN))
     batched = f"batched {BATCH}x{BATCH_N}x{BATCH_N}"
     tg.append(H.target(f"pygan.ot.emd2 batched speedup vs a loop over POT ot.emd2, {batched}",
                        speedup(cases.get(batched), POT_LOOP, PYGAN_BATCHED), ">=", TARGET_BATCH_SPEEDUP))
@@ -623,6 +678,8 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
     """
     import pygan.ot  # noqa: F401  (fail here, not mid-run, if the module is missing or broken)
 
+    from . import _emd_families as families
+
     H.require_extension(device)
     ot, why_ot = optional("ot")
     scipy, _ = optional("scipy")
@@ -634,12 +691,15 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
     if device == "cpu":
         cases += part_square(device, quick, ot, why_ot)
         cases += part_rectangular(device, quick, ot, why_ot)
+        cases += families.part_dotmark(sys.modules[__name__], device, quick, ot, why_ot)
+        cases += families.part_small(sys.modules[__name__], device, quick, ot, why_ot)
     else:
         skipped.append("square, rectangular, batched and points parts: the exact solvers run on the CPU "
                        "(see emd_cpu.json)")
     cases += part_1d(device, quick, ot, why_ot)
     if device == "cpu":
         cases += part_batched(device, quick, ot, why_ot)
+        cases += families.part_batches(sys.modules[__name__], device, quick, ot, why_ot)
         cases.append(part_points_dense(device, quick, ot, why_ot))
         cases.append(part_points_memory(device, quick, why_ot))
     tg = targets({c["case"]: c for c in cases}, device)

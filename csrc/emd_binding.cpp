@@ -7,6 +7,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "emd/emd.h"
+#include "emd/sorted_1d.h"
 
 namespace pygan {
 namespace {
@@ -179,6 +183,104 @@ EmdResult emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
   std::vector<emd::Solution> sols(1);
   sols[0] = emd::solve_sparse(n, m, a.data_ptr<double>(), b.data_ptr<double>(), arcs, make_options(max_iter));
   return pack(sols, n, m);
+}
+
+bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, double mass_tol,
+                         bool rescale) {
+  check_f64(a, 2, "a must be a contiguous float64 CPU tensor [B, n]");
+  check_f64(b, 2, "b must be a contiguous float64 CPU tensor [B, m]");
+  check_f64(M, 3, "M must be a contiguous float64 CPU tensor [B, n, m]");
+  const int64_t B = a.size(0), n = a.size(1), m = b.size(1);
+  check(b.size(0) == B && M.size(1) == n && M.size(2) == m && (M.size(0) == B || M.size(0) == 1),
+        "shapes disagree");
+  // Finite costs: no exponent field all ones (inf or NaN). An integer OR-reduction vectorises
+  // where a floating-point one may not be reordered.
+  const auto* bits = reinterpret_cast<const uint64_t*>(M.data_ptr<double>());
+  constexpr uint64_t exponent = 0x7ff0000000000000ULL;
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, M.numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
+    uint64_t bad = 0;
+    for (int64_t k = lo; k < hi; ++k) bad |= static_cast<uint64_t>((bits[k] & exponent) == exponent);
+    if (bad) finite = false;
+  });
+  if (!finite) return false;
+  auto totals = [](const double* w, int64_t size, double& total) {
+    total = 0.0;
+    for (int64_t k = 0; k < size; ++k) {
+      if (!(w[k] >= 0.0) || !std::isfinite(w[k])) return false;
+      total += w[k];
+    }
+    return total > 0.0 && std::isfinite(total);
+  };
+  const double* pa = a.data_ptr<double>();
+  const double* pb = b.data_ptr<double>();
+  for (int64_t p = 0; p < B; ++p) {
+    double sa, sb;
+    if (!totals(pa + p * n, n, sa) || !totals(pb + p * m, m, sb)) return false;
+    if (!rescale && std::fabs(sa - sb) / std::max(sa, sb) > mass_tol) return false;
+  }
+  return true;
+}
+
+Emd1dResult emd_1d(const at::Tensor& x, const at::Tensor& y, const at::Tensor& wx, const at::Tensor& wy,
+                   double p, bool sorted, bool want_plan) {
+  check_f64(x, 2, "x must be a contiguous float64 CPU tensor [B, n]");
+  check_f64(y, 2, "y must be a contiguous float64 CPU tensor [B, m]");
+  const int64_t B = x.size(0), n = x.size(1), m = y.size(1);
+  check(y.size(0) == B && n > 0 && m > 0, "x and y must have the same B columns and n, m >= 1");
+  check(std::isfinite(p) && p >= 1.0, "p must be finite and >= 1");
+  const at::Tensor* weights[2] = {&wx, &wy};
+  const int64_t sizes[2] = {n, m};
+  int64_t w_stride[2] = {0, 0};
+  for (int s = 0; s < 2; ++s) {
+    const at::Tensor& w = *weights[s];
+    if (w.numel() == 0) continue;
+    check_f64(w, 2, "weights must be contiguous float64 CPU tensors [B or 1, size] or empty");
+    check((w.size(0) == B || w.size(0) == 1) && w.size(1) == sizes[s], "weight shapes disagree");
+    w_stride[s] = w.size(0) == 1 ? 0 : sizes[s];
+  }
+  const double* data[2] = {x.data_ptr<double>(), y.data_ptr<double>()};
+  const double* wdata[2] = {wx.numel() ? wx.data_ptr<double>() : nullptr, wy.numel() ? wy.data_ptr<double>() : nullptr};
+  // Sorting is the work: 2B independent sorts (so one big column still uses two threads), then B
+  // linear merges.
+  std::vector<emd::Sorted1d> sides(2 * B);
+  std::vector<emd::Plan1d> plans(want_plan ? B : 0);
+  auto cost = at::empty({B}, at::TensorOptions().dtype(at::kDouble));
+  double* pc = cost.data_ptr<double>();
+  // A grain of about 64K points per thread: below that, waking a second thread costs more than
+  // the sort it would take over.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, std::min(n, m)));
+  at::parallel_for(0, 2 * B, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t c = t / 2;
+      const int s = static_cast<int>(t % 2);
+      const double* w = wdata[s] ? wdata[s] + c * w_stride[s] : nullptr;
+      emd::sort_1d(sizes[s], data[s] + c * sizes[s], w, sorted, want_plan, sides[t]);
+    }
+  });
+  at::parallel_for(0, B, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      pc[c] = emd::merge_1d(sides[2 * c], sides[2 * c + 1], p, want_plan ? &plans[c] : nullptr);
+      sides[2 * c] = emd::Sorted1d(), sides[2 * c + 1] = emd::Sorted1d();  // free as we go
+    }
+  });
+  Emd1dResult r;
+  r.cost = cost;
+  auto i64 = at::TensorOptions().dtype(at::kLong);
+  r.offsets = at::zeros({B + 1}, i64);
+  int64_t* off = r.offsets.data_ptr<int64_t>();
+  for (int64_t c = 0; c < static_cast<int64_t>(plans.size()); ++c)
+    off[c + 1] = off[c] + static_cast<int64_t>(plans[c].values.size());
+  const int64_t pieces = off[plans.size()];
+  r.rows = at::empty({pieces}, i64);
+  r.cols = at::empty({pieces}, i64);
+  r.values = at::empty({pieces}, at::TensorOptions().dtype(at::kDouble));
+  for (int64_t c = 0; c < static_cast<int64_t>(plans.size()); ++c) {
+    std::copy(plans[c].rows.begin(), plans[c].rows.end(), r.rows.data_ptr<int64_t>() + off[c]);
+    std::copy(plans[c].cols.begin(), plans[c].cols.end(), r.cols.data_ptr<int64_t>() + off[c]);
+    std::copy(plans[c].values.begin(), plans[c].values.end(), r.values.data_ptr<double>() + off[c]);
+  }
+  return r;
 }
 
 }  // namespace pygan

@@ -36,4 +36,26 @@ EmdResult emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
 EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& x, const at::Tensor& y,
                      int64_t metric, double p, int64_t max_iter);
 
+// The checks pygan.ot makes on a dense problem, in one pass over the inputs (the Python checks,
+// which word the error, run only when this says no): a [B, n], b [B, m], M [B or 1, n, m]
+// contiguous float64 CPU tensors. True when M and the weights are finite, the weights non-negative
+// with positive totals, and (unless rescale) each pair of totals agrees to mass_tol (relative).
+bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, double mass_tol,
+                         bool rescale);
+
+// The sorted 1-D matchings of B columns (csrc/emd/sorted_1d.h).
+struct Emd1dResult {
+  at::Tensor cost;        // [B] float64: sum of mass * |x - y|^p, masses normalised to total 1
+  at::Tensor offsets;     // [B + 1] int64: column c's pieces are [offsets[c], offsets[c + 1])
+  at::Tensor rows, cols;  // [pieces] int64: original indices (empty unless want_plan)
+  at::Tensor values;      // [pieces] float64: masses
+};
+
+// x [B, n], y [B, m]: contiguous float64 CPU tensors, one column per row (finite). wx: [B, n],
+// [1, n] (shared by the B columns) or an empty tensor (uniform); wy likewise (non-negative, positive
+// totals; checked by pygan.ot). sorted: the values are ascending already. The columns are spread
+// over ATen's threads; a single column sorts its two sides in parallel.
+Emd1dResult emd_1d(const at::Tensor& x, const at::Tensor& y, const at::Tensor& wx, const at::Tensor& wy,
+                   double p, bool sorted, bool want_plan);
+
 }  // namespace pygan

@@ -89,6 +89,13 @@ EmdTuple emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
   return as_tuple(pygan::emd_points(a, b, x, y, metric, p, max_iter));
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emd_1d(
+    const at::Tensor& x, const at::Tensor& y, const at::Tensor& wx, const at::Tensor& wy, double p, bool sorted,
+    bool want_plan) {
+  auto r = pygan::emd_1d(x, y, wx, wy, p, sorted, want_plan);
+  return {r.cost, r.offsets, r.rows, r.cols, r.values};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -114,5 +121,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("emd_sparse", &emd_sparse, "exact EMD over a list of arcs (sparse costs)",
         py::call_guard<py::gil_scoped_release>());
   m.def("emd_points", &emd_points, "exact EMD between point clouds, costs computed on the fly",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("emd_dense_inputs_ok", &pygan::emd_dense_inputs_ok,
+        "one pass over a dense problem's inputs: finite, non-negative, balanced (pygan.ot words the errors)",
+        py::call_guard<py::gil_scoped_release>());
+  // Sorted 1-D matchings of B columns: (cost [B], offsets [B + 1], rows, cols, values).
+  m.def("emd_1d", &emd_1d, "exact 1-D OT of B columns by sorting and a linear merge",
         py::call_guard<py::gil_scoped_release>());
 }

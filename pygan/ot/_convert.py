@@ -3,11 +3,12 @@ tensors for the core out)."""
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
+
+from pygan import _build, _validate
 
 
 
@@ -33,9 +34,10 @@ def _check_finite(t: torch.Tensor, name: str, what: str) -> None:
         raise ValueError(f"{name}: {what} must be finite (found NaN or inf)")
 
 
-def _weights(w, name: str, size: int, batch: int | None, side: str) -> torch.Tensor:
+def _weights(w, name: str, size: int, batch: int | None, side: str, check: bool = True) -> torch.Tensor:
     """The user's weights as a float64 CPU tensor of shape [size] or [batch, size]; None or an empty
-    1-D array (POT's convention) give uniform weights 1/size, of shape [size]."""
+    1-D array (POT's convention) give uniform weights 1/size, of shape [size]. check=False leaves
+    the values (finite, non-negative) to the caller; the shape is always checked."""
     t = None if w is None else _tensor(w, name)[0]
     if t is None or (t.numel() == 0 and t.dim() == 1):
         return torch.full((size,), 1.0 / size, dtype=torch.float64)
@@ -44,10 +46,19 @@ def _weights(w, name: str, size: int, batch: int | None, side: str) -> torch.Ten
         expected = " or ".join(str(list(s)) for s in shapes)
         raise ValueError(f"{name}: expected shape {expected} ({size} {side}), got {list(t.shape)}")
     t64 = t.detach().to("cpu", torch.float64)
-    _check_finite(t64, name, "weights")
-    if bool((t64 < 0).any()):
-        raise ValueError(f"{name}: weights must be non-negative")
+    if check:
+        _check_finite(t64, name, "weights")
+        if bool((t64 < 0).any()):
+            raise ValueError(f"{name}: weights must be non-negative")
     return t64
+
+
+def _inputs_ok(a64: torch.Tensor, b64: torch.Tensor, M64: torch.Tensor, mass_tol: float, rescale: bool) -> bool:
+    """The compiled one-pass check of a dense problem (a [B, n], b [B, m], M [B or 1, n, m], float64
+    contiguous CPU): True when everything :func:`_weights`, :func:`_check_finite` and
+    :func:`_balanced` check holds. False (or no extension) means: run those, which word the error.
+    About 20x cheaper than the torch checks for a 64 x 64 problem (one pass, no temporaries)."""
+    return _build.load() and _build.module().emd_dense_inputs_ok(a64, b64, M64, float(mass_tol), bool(rescale))
 
 
 def _balanced(a64: torch.Tensor, b64: torch.Tensor, mass_tol: float, rescale: bool) -> None:
@@ -65,13 +76,10 @@ def _balanced(a64: torch.Tensor, b64: torch.Tensor, mass_tol: float, rescale: bo
 
 
 def _check_options(max_iter, mass_tol) -> int:
-    if not isinstance(mass_tol, numbers.Real) or not math.isfinite(mass_tol) or mass_tol < 0:
-        raise ValueError(f"mass_tol must be a finite non-negative number, got {mass_tol!r}")
-    if max_iter is None:
+    _validate.number(mass_tol, "mass_tol", low=0)
+    if max_iter is None:  # no limit
         return -1
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
-        raise ValueError(f"max_iter must be None (no limit) or a non-negative integer, got {max_iter!r}")
-    return int(max_iter)
+    return _validate.integer(max_iter, "max_iter", low=0)
 
 
 def _weight_tensors(a, b) -> list[torch.Tensor | None]:
@@ -108,9 +116,9 @@ def _iter_limit(numItermax, max_iter, mass_tol) -> int:
     limit = max_iter if max_iter is not None else numItermax
     try:
         return _check_options(limit, mass_tol)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         if numItermax is not None and max_iter is None and "max_iter" in str(e):
-            raise ValueError(str(e).replace("max_iter", "numItermax", 1)) from None
+            raise type(e)(str(e).replace("max_iter", "numItermax", 1)) from None
         raise
 
 

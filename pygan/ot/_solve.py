@@ -69,8 +69,12 @@ def _pack_reference(problems) -> _Solved:
 
 def _finish(raw) -> _Solved:
     cost, u, v, status, iterations, _rounds, offsets, rows, cols, values, cert = raw
-    names = [STATUS[int(s)] for s in status]
+    # tolist(): one conversion each (iterating a tensor costs a few microseconds per element).
+    names = [STATUS[s] for s in status.tolist()]
+    iterations = iterations.tolist()
     for p, name in enumerate(names):
+        if name == "optimal":
+            continue
         where = f" (problem {p})" if len(names) > 1 else ""
         figures = (f"certificate: primal residual {float(cert[p, 0]):.3g}, dual violation "
                    f"{float(cert[p, 1]):.3g}, duality gap {float(cert[p, 2]):.3g}")
@@ -90,7 +94,7 @@ def _finish(raw) -> _Solved:
                           "arcs of M cannot carry the masses)", UserWarning, stacklevel=4)
         elif name == "unbounded":
             warnings.warn(f"Problem unbounded (pygan.ot{where})", UserWarning, stacklevel=4)
-    return _Solved(cost, u, v, names, [int(i) for i in iterations], cert, offsets, rows, cols, values)
+    return _Solved(cost, u, v, names, iterations, cert, offsets, rows, cols, values)
 
 
 class _Threads:

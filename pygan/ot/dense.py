@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from pygan.ot import _sparse
-from pygan.ot._convert import (_balanced, _check_finite, _check_threads, _iter_limit, _result_dtype, _tensor,
-                               _warm_start, _weight_tensors, _weights)
+from pygan.ot._convert import (_balanced, _check_finite, _check_threads, _inputs_ok, _iter_limit, _result_dtype,
+                               _tensor, _warm_start, _weight_tensors, _weights)
 from pygan.ot._solve import _dense_plan, _Envelope, _log, _solve_dense, _solve_sparse, _sparse_plan
 
 
@@ -19,24 +19,30 @@ def _prepare_dense(a, b, M, batched: bool, mass_tol, rescale, multi: bool = Fals
                          f"got shape {list(Mt.shape)}")
     if Mt.numel() == 0:
         raise ValueError(f"M: empty cost matrix (shape {list(Mt.shape)}); n, m (and B) must be >= 1")
-    M64 = Mt.detach().to("cpu", torch.float64)
-    _check_finite(M64, "M", "costs")
-    M64 = M64.reshape(-1, *Mt.shape[-2:]).contiguous()
+    M64 = Mt.detach().to("cpu", torch.float64).reshape(-1, *Mt.shape[-2:]).contiguous()
     B, n, m = M64.shape
     batch = B if Mt.dim() == 3 else None
-    if multi:  # POT's multi-histogram b [m, nb]: nb problems sharing M (passed once, [1, n, m])
-        bt = _tensor(b, "b")[0]
-        if bt.shape[0] != m:
-            raise ValueError(f"b: a multi-histogram b must have shape [{m}, nb] (columns of M), got {list(bt.shape)}")
-        if bt.shape[1] == 0:
-            raise ValueError(f"b: a multi-histogram b needs at least one histogram, got shape {list(bt.shape)}")
-        b_full = _weights(bt.T, "b", m, bt.shape[1], "columns of M").contiguous()
-        B = b_full.shape[0]
-        a_full = _weights(a, "a", n, None, "rows of M").expand(B, n).contiguous()
-    else:
-        a_full = _weights(a, "a", n, batch, "rows of M").expand(B, n).contiguous()
-        b_full = _weights(b, "b", m, batch, "columns of M").expand(B, m).contiguous()
-    _balanced(a_full, b_full, mass_tol, rescale)
+    # Shapes first; the values (finite, non-negative, balanced) in one compiled pass, and only when
+    # it finds a fault the torch checks below, which name it (in the order they always had).
+    for check in (False, True):
+        if check:
+            _check_finite(M64, "M", "costs")
+        if multi:  # POT's multi-histogram b [m, nb]: nb problems sharing M (passed once, [1, n, m])
+            bt = _tensor(b, "b")[0]
+            if bt.shape[0] != m:
+                raise ValueError(f"b: a multi-histogram b must have shape [{m}, nb] (columns of M), got {list(bt.shape)}")
+            if bt.shape[1] == 0:
+                raise ValueError(f"b: a multi-histogram b needs at least one histogram, got shape {list(bt.shape)}")
+            b_full = _weights(bt.T, "b", m, bt.shape[1], "columns of M", check).contiguous()
+            B = b_full.shape[0]
+            a_full = _weights(a, "a", n, None, "rows of M", check).expand(B, n).contiguous()
+        else:
+            a_full = _weights(a, "a", n, batch, "rows of M", check).expand(B, n).contiguous()
+            b_full = _weights(b, "b", m, batch, "columns of M", check).expand(B, m).contiguous()
+        if check:
+            _balanced(a_full, b_full, mass_tol, rescale)
+        elif _inputs_ok(a_full, b_full, M64, mass_tol, rescale):
+            break
     return Mt, was_numpy, M64, a_full, b_full
 
 
@@ -184,7 +190,10 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
             return torch.stack([_dense_plan(solved, p, n, m) for p in range(B)])
 
         u, v = solved.u, solved.v
-        result = _Envelope.apply(tensors[0], tensors[1], Mt, cost.to(Mt.device, dtype), u, v, plan_fn)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*tensors, Mt)):
+            result = _Envelope.apply(tensors[0], tensors[1], Mt, cost.to(Mt.device, dtype), u, v, plan_fn)
+        else:  # nothing to differentiate: skip the autograd Function (~20 us of a small solve)
+            result = cost.to(Mt.device, dtype)
     if not log:
         return result
     out = _log(solved, 0 if single else None, was_numpy, Mt.device, dtype)

@@ -4,20 +4,24 @@ In one dimension with a ground cost |x - y|^p (p >= 1, convex in x - y) the opti
 two distributions in sorted order, so the OT loss is the integral over q in [0, 1] of
 |F_u^{-1}(q) - F_v^{-1}(q)|^p, with F^{-1} the quantile functions. Both are step functions whose
 steps sit at the cumulative weights, so merging the two sets of breakpoints gives the integral exactly
-as a finite sum. This is POT's ``ot.wasserstein_1d`` algorithm, written in torch ops only: it runs on
-any device and autograd differentiates it with respect to the values and the weights. Numpy arrays
-are accepted too (numpy in, numpy out). ``emd_1d`` / ``emd2_1d`` are POT's plan / cost forms of the
+as a finite sum. This is POT's ``ot.wasserstein_1d`` algorithm, written in torch ops: it runs on
+any device and autograd differentiates it with respect to the values and the weights. On CPU, when
+no gradient is tracked, the compiled twin (pygan.ot._native_1d: one sort per side and a linear merge
+in float64, instead of a third sort and two binary searches) gives the same numbers several times
+faster. Numpy arrays are accepted too (numpy in, numpy out). ``emd_1d`` / ``emd2_1d`` are POT's plan / cost forms of the
 same sorted matching.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections import namedtuple
 
 import numpy as np
 import torch
+
+from pygan import _validate
+from pygan.ot import _native_1d
 
 __all__ = ["wasserstein_1d", "emd_1d", "emd2_1d"]
 
@@ -27,8 +31,7 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 
 def _check_values(name: str, t: object) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    _validate.tensor(t, name, floating=False)  # a dense tensor; the dtype message below says what to do
     if not t.is_floating_point():
         # Rejected rather than converted: POT's uniform weights would take the integer dtype (1/n -> 0).
         raise TypeError(f"{name} must have a floating-point dtype, got {t.dtype} (convert with .double())")
@@ -63,12 +66,8 @@ def _check_weights(name: str, w: object, values: torch.Tensor, values_name: str)
 
 
 def _check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    p = float(p)
-    if not math.isfinite(p) or p < 1:
-        raise ValueError(f"p must be finite and >= 1 (|x - y|^p is not a convex cost below 1), got {p}")
-    return p
+    # |x - y|^p is not a convex cost below p = 1 (the sorted matching is then not optimal).
+    return _validate.number(p, "p", low=1)
 
 
 def _from_numpy(values: dict) -> tuple[dict, bool]:
@@ -199,6 +198,11 @@ def wasserstein_1d(
         t = t.to(work)
         return t if t.dim() == 1 and batch else t.reshape(k, cols)
 
+    if not return_plans and _native_1d.usable(u_values, v_values, u_weights, v_weights):
+        # CPU, no gradient: the compiled sort-and-merge (float64 throughout, rounded once).
+        cost = _native_1d.costs(flat(u_values, n), flat(v_values, m), flat(u_weights, n), flat(v_weights, m), p,
+                                require_sort).reshape(batch).to(dtype)
+        return cost.numpy()[()] if was_numpy else cost
     delta, qu, qv, rows, cols = _matching(flat(u_values, n), flat(v_values, m), flat(u_weights, n),
                                           flat(v_weights, m), require_sort)
     gap = (qu - qv).abs()
@@ -244,7 +248,7 @@ def _plan(data, rows, cols, shape, kind, was_numpy, dtype):
 _METRICS_1D = {"sqeuclidean": 2.0, "euclidean": 1.0, "cityblock": 1.0}
 
 
-def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals):
+def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals, want_plan=True):
     inputs, was_numpy = _from_numpy({"x_a": x_a, "x_b": x_b, "a": a, "b": b})
     x_a, x_b, a, b = inputs.values()
     x_a = _check_values("x_a", x_a)
@@ -272,6 +276,9 @@ def _emd_1d(x_a, x_b, a, b, metric, p, check_marginals):
     for t in (y, a, b):
         if t is not None:
             dtype = torch.promote_types(dtype, t.dtype)
+    if _native_1d.usable(x.detach()):  # CPU: the compiled sort-and-merge (not differentiable anyway)
+        cost, delta, rows, cols = _native_1d.matching(x, y, a, b, power, want_plan)
+        return delta * mass, rows, cols, (x.shape[0], y.shape[0]), cost * mass, was_numpy, dtype, x.device
     f64 = [None if t is None else t.detach().to(torch.float64).reshape(-1, 1) for t in (x, y, a, b)]
     delta, qu, qv, rows, cols = _matching(*f64)
     delta, rows, cols = delta[:, 0] * mass, rows[:, 0], cols[:, 0]
@@ -327,7 +334,7 @@ def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, l
         The cost (a numpy scalar for numpy input, else a 0-d tensor), and with ``log`` a dict
         holding the plan under ``"G"``.
     """
-    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True)
+    delta, rows, cols, shape, cost, was_numpy, dtype, device = _emd_1d(x_a, x_b, a, b, metric, p, True, log)
     out = _scalar(cost, was_numpy, dtype, device)
     if not log:
         return out

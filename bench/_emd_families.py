@@ -1,0 +1,204 @@
+"""bench/emd.py's problem families: DOTmark-style image pairs, single small problems through the
+Python API, and batches at two sizes (see bench/emd.py's docstring for the rows and the checks).
+
+**dotmark** (``dotmark <class> RxR``, R = 32, 64; ``--quick``: 16, two classes): pairs of images
+of one class, generated from a seed, in the spirit of DOTmark (Schrieber, Schuhmacher, Gottschlich
+2017): white noise; Gaussian random fields at three correlation lengths (rough, moderate, smooth:
+white noise smoothed by a Gaussian of 1/64, 1/16 and 1/4 of the side, shifted positive); the
+exponential (log-GRF) and the logistic (logit-GRF) of a moderate field; mixtures of 2-D Cauchy
+densities; and random filled rectangles and discs on an empty (zero) background. Each image is
+normalised to total 1; the cost is the squared Euclidean distance between pixel centres on the unit
+square. R = 128 (n = 16384) is in ``DOTMARK_LARGE``: a dense M is 2.1 GB there, so it only runs when
+asked for (``PYGAN_BENCH_DOTMARK_128=1``).
+
+**small** (``single 64x64``, ``single 128x128``): one problem of uniform points in the unit square,
+uniform weights, Euclidean costs, through the Python API (what the per-call overhead costs).
+
+**batched** family (``batched 64x256x256`` beside bench/emd.py's ``batched 256x64x64``).
+
+Every pygan row is certified (``certify``) and its cost compared with POT's before timing; pygan's
+rows come on 1 and 2 threads (``numThreads``); each case records the pivots of pygan's solve.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+DOTMARK_RES = {False: (32, 64), True: (16,)}
+DOTMARK_LARGE = 128
+DOTMARK_CLASSES = {False: ("white noise", "GRF rough", "GRF moderate", "GRF smooth", "log-GRF", "logit-GRF",
+                           "Cauchy mixture", "shapes"), True: ("white noise", "shapes")}
+SMALL_N = {False: (64, 128), True: (64,)}
+BATCHES = {False: ((64, 256),), True: ((8, 32),)}
+SEED = 0
+
+
+def _grf(rng: np.random.Generator, res: int, length: float) -> np.ndarray:
+    """A stationary Gaussian random field: white noise filtered by a Gaussian of std ``length``
+    (a fraction of the side), periodic, standardised."""
+    noise = rng.standard_normal((res, res))
+    k = np.fft.fftfreq(res)
+    kk = k[:, None] ** 2 + k[None, :] ** 2
+    field = np.real(np.fft.ifft2(np.fft.fft2(noise) * np.exp(-2 * (np.pi * length * res) ** 2 * kk)))
+    return (field - field.mean()) / (field.std() + 1e-300)
+
+
+def dotmark_image(kind: str, res: int, seed: int) -> np.ndarray:
+    """One DOTmark-style image of class ``kind`` at ``res`` x ``res``, flattened and normalised to 1."""
+    rng = np.random.default_rng(seed)
+    if kind == "white noise":
+        img = rng.uniform(size=(res, res))
+    elif kind.startswith("GRF"):
+        length = {"GRF rough": 1 / 64, "GRF moderate": 1 / 16, "GRF smooth": 1 / 4}[kind]
+        field = _grf(rng, res, length)
+        img = field - field.min() + 1e-3  # positive, with some near-zero mass
+    elif kind == "log-GRF":
+        img = np.exp(_grf(rng, res, 1 / 16))
+    elif kind == "logit-GRF":
+        img = 1 / (1 + np.exp(-2 * _grf(rng, res, 1 / 16)))
+    elif kind == "Cauchy mixture":
+        g = (np.arange(res) + 0.5) / res
+        X, Y = np.meshgrid(g, g, indexing="ij")
+        img = np.zeros((res, res))
+        for _ in range(int(rng.integers(3, 8))):
+            cx, cy, s = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.02, 0.15)
+            img += rng.uniform(0.5, 1.5) / (1 + ((X - cx) ** 2 + (Y - cy) ** 2) / s ** 2) ** 1.5
+    elif kind == "shapes":
+        g = (np.arange(res) + 0.5) / res
+        X, Y = np.meshgrid(g, g, indexing="ij")
+        img = np.zeros((res, res))
+        for _ in range(int(rng.integers(2, 5))):
+            cx, cy, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.2)
+            if rng.uniform() < 0.5:
+                img[(X - cx) ** 2 + (Y - cy) ** 2 <= r ** 2] = 1.0
+            else:
+                img[(np.abs(X - cx) <= r) & (np.abs(Y - cy) <= 0.6 * r)] = 1.0
+        if img.sum() == 0:
+            img[res // 2, res // 2] = 1.0
+    else:
+        raise ValueError(f"kind: expected one of {DOTMARK_CLASSES[False]}, got {kind!r}")
+    img = img.reshape(-1)
+    return img / img.sum()
+
+
+def grid_cost(res: int) -> np.ndarray:
+    """Squared Euclidean distances between the pixel centres of a res x res grid on the unit square."""
+    g = (np.arange(res) + 0.5) / res
+    pts = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    return ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+
+
+def _threads_candidates(emd, case: str, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any,
+                        info: dict) -> list:
+    """POT, pygan (torch) on 1 thread and on 2 threads; the pivots of pygan's solve into ``info``."""
+    import pygan.ot
+
+    ta, tb, tM = (torch.from_numpy(v) for v in (a, b, M))
+    rows = emd.emd_candidates(case, a, b, M, ot, None, numpy_row=False)
+    rows = [r for r in rows if r.name != emd.PYGAN_TORCH]
+
+    def setup() -> dict:
+        return {"out": None}
+
+    def result(st: dict) -> list[torch.Tensor]:
+        return emd._scalar(st["out"])
+
+    for threads in (1, 2):
+        def run(st: dict, threads=threads) -> None:
+            st["out"] = pygan.ot.emd2(ta, tb, tM, numThreads=threads)
+
+        def verify(st: dict, threads=threads) -> None:
+            emd.certify(f"{case} / pygan {threads} threads", ta, tb, tM, st["out"])
+            if threads == 1:
+                info["pivots"] = pygan.ot.emd2(ta, tb, tM, numThreads=1, log=True)[1]["iterations"]
+
+        rows.append(emd.Candidate(f"pygan.ot.emd2 ({threads} thread{'s' if threads > 1 else ''})", "pygan",
+                                  setup, run, result, verify=verify))
+    return rows
+
+
+def part_dotmark(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
+    cases = []
+    sizes = list(DOTMARK_RES[quick])
+    if not quick and os.environ.get("PYGAN_BENCH_DOTMARK_128") == "1":
+        sizes.append(DOTMARK_LARGE)
+    for res in sizes:
+        M = grid_cost(res)
+        for k, kind in enumerate(DOTMARK_CLASSES[quick]):
+            a = dotmark_image(kind, res, SEED + 100 * k + res)
+            b = dotmark_image(kind, res, SEED + 100 * k + res + 1)
+            name = f"dotmark {kind} {res}x{res}"
+            info: dict = {}
+            skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
+            case = emd.measure(name, _threads_candidates(emd, name, a, b, M, ot, info), device, quick,
+                               emd.EMD_RTOL, skipped, vs=emd.POT, part="dotmark", n=res * res, m=res * res,
+                               image_class=kind, resolution=res, cost="squared Euclidean on the pixel grid")
+            case.update(info)
+            cases.append(case)
+        del M
+    return cases
+
+
+def part_small(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
+    cases = []
+    for n in SMALL_N[quick]:
+        rng = np.random.default_rng(SEED + 11 + n)
+        x, y = rng.uniform(size=(n, 2)), rng.uniform(size=(n, 2))
+        M = emd._euclidean(x, y, ot)
+        a = b = np.full(n, 1.0 / n)
+        name = f"single {n}x{n}"
+        info: dict = {}
+        skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
+        case = emd.measure(name, _threads_candidates(emd, name, a, b, M, ot, info), device, quick, emd.EMD_RTOL,
+                           skipped, vs=emd.POT, part="small", n=n, m=n, weights="uniform")
+        case.update(info)
+        cases.append(case)
+    return cases
+
+
+def part_batches(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
+    """B problems of n uniform points: a loop over POT against pygan's batched call on 1 and 2 threads."""
+    import pygan.ot
+
+    cases = []
+    for B, n in BATCHES[quick]:
+        rng = np.random.default_rng(SEED + 5 + n)
+        xs, ys = rng.uniform(size=(B, n, 2)), rng.uniform(size=(B, n, 2))
+        M = np.stack([emd._euclidean(x, y, ot) for x, y in zip(xs, ys)])
+        a = np.full(n, 1.0 / n)
+        ta, tM = torch.from_numpy(a), torch.from_numpy(M)
+        name = f"batched {B}x{n}x{n}"
+        pot_name = f"POT ot.emd2 loop ({B} calls)"
+
+        def setup() -> dict:
+            return {"out": None}
+
+        def result(st: dict) -> list[torch.Tensor]:
+            return emd._vector(st["out"])
+
+        def pot_loop(st: dict, M=M, a=a) -> None:
+            st["out"] = emd._pot_call(st, lambda: [ot.emd2(a, a, Mi, numItermax=emd.POT_MAX_ITER) for Mi in M])
+
+        rows, skipped = [], []
+        if ot is not None:
+            rows.append(emd.Candidate(pot_name, "baseline", setup, pot_loop, result,
+                                      verify=emd._no_pot_warnings(f"{name} / {pot_name}")))
+        else:
+            skipped.append((pot_name, "baseline", why_ot))
+        for threads in (1, 2):
+            def run(st: dict, threads=threads, ta=ta, tM=tM) -> None:
+                st["out"] = pygan.ot.emd2(ta, ta, tM, numThreads=threads)
+
+            def verify(st: dict, ta=ta, tM=tM, name=name, B=B) -> None:
+                for i in range(B):
+                    emd.certify(f"{name} / problem {i}", ta, ta, tM[i], st["out"][i])
+
+            rows.append(emd.Candidate(f"pygan.ot.emd2 batched ({threads} thread{'s' if threads > 1 else ''})",
+                                      "pygan", setup, run, result, verify=verify if threads == 1 else None))
+        cases.append(emd.measure(name, rows, device, quick, emd.EMD_RTOL, skipped, vs=pot_name, part="batched",
+                                 batch=B, n=n, m=n, weights="uniform"))
+    return cases
