@@ -15,7 +15,9 @@ are intact). The library installed with ``PYGAN_BUILD_EXT=1`` is verified the sa
 when it was built for another torch, or for CUDA architectures that do not cover a visible GPU.
 
 This module knows nothing about the ops: code that must run once the library is loaded (pygan.ops
-registers its fake kernels) registers itself with :func:`on_load`.
+registers its fake kernels) registers itself with :func:`on_load`. What is compiled and with which
+flags is in ``pygan._build_flags``; the build directory, its key and the verification of a cached or
+prebuilt library in ``pygan._build_cache``; this module decides and loads.
 
 Environment variables:
     PYGAN_REQUIRE_EXT=1     a failed build is an error instead of a warning plus the reference fallback.
@@ -35,10 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import threading
@@ -47,10 +47,22 @@ from pathlib import Path
 
 import torch
 
+from pygan import _build_cache as cache
+from pygan import _build_flags as flags
+from pygan._build_cache import MANIFEST as _MANIFEST
+from pygan._build_flags import arch_covers, cpu_capability, source_dir, want_cuda
+
 __all__ = ["PyganExtensionWarning", "BuildInfo", "load", "info", "module", "build_prebuilt", "on_load",
            "arch_covers"]
 
-_EXT_NAME = "pygan_ext"
+_EXT_NAME = cache.EXT_NAME
+
+# The loader's parts under the names they had when they lived here (tests and tools call them).
+_env_flag = flags.env_flag
+_build_settings, _cuda_arch_list = flags.build_settings, flags.cuda_arch_list
+_build_key, _build_dir, _verified_library = cache.build_key, cache.build_dir, cache.verified_library
+_write_manifest, _import_library, _exclusive = cache.write_manifest, cache.import_library, cache.exclusive
+_prebuilt_key, _prebuilt_library = cache.prebuilt_key, cache.prebuilt_library
 
 
 class PyganExtensionWarning(RuntimeWarning):
@@ -77,7 +89,6 @@ _lock = threading.Lock()
 _info: BuildInfo | None = None
 _module = None  # the compiled extension module (csrc/python.cpp) once loaded
 _hooks: list = []  # on_load callbacks, run once the library is loaded
-_MANIFEST = f"{_EXT_NAME}.json"
 
 
 def on_load(hook) -> None:
@@ -96,312 +107,6 @@ def on_load(hook) -> None:
     hook()
 
 
-def _env_flag(name: str) -> bool | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return None
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
-def source_dir() -> Path:
-    """The C++/CUDA sources: ``pygan/csrc`` in an installed wheel, ``<repo>/csrc`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "csrc", here.parent / "csrc"):
-        if (candidate / "pygan.cpp").is_file():
-            return candidate
-    raise FileNotFoundError(f"pygan's C++ sources (csrc/pygan.cpp) were not found next to {here}")
-
-
-def want_cuda() -> bool:
-    """Whether to compile the CUDA sources (see the module docstring for the rule)."""
-    forced = _env_flag("PYGAN_BUILD_CUDA")
-    if forced is not None:
-        return forced
-    from torch.utils.cpp_extension import CUDA_HOME
-
-    return bool(torch.version.cuda) and CUDA_HOME is not None and torch.cuda.is_available()
-
-
-def cpu_capability() -> str:
-    """The x86 vector ISA the CPU kernels are compiled for: ``avx512``, ``avx2`` or ``default``."""
-    requested = os.environ.get("PYGAN_CPU_CAPABILITY", "native").strip().lower()
-    if requested not in ("native", "avx512", "avx2", "default"):
-        raise ValueError(
-            f"PYGAN_CPU_CAPABILITY must be one of native, avx512, avx2, default; got {requested!r}"
-        )
-    if requested != "native":
-        return requested
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        cap = torch.backends.cpu.get_cpu_capability().lower()  # what torch itself dispatches to
-        if cap.startswith("avx512"):
-            return "avx512"
-        if cap == "avx2":
-            return "avx2"
-    return "default"
-
-
-# Flags that make ATen's at::vec::Vectorized use the ISA (as torch's own per-capability kernel builds do).
-_CAPABILITY_FLAGS = {
-    "avx512": ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512", "-mavx512f", "-mavx512bw",
-               "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
-    "avx2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"],
-    "default": [],
-}
-
-
-def _fix_cuda_home() -> None:
-    """Point torch at a real CUDA toolkit when its guess is wrong.
-
-    torch guesses CUDA_HOME from `which nvcc` when the variable is unset; where nvcc is a wrapper
-    script (e.g. /usr/local/bin/nvcc) that gives /usr/local and the link fails (-lcudart not found).
-    """
-    from torch.utils import cpp_extension
-
-    def is_toolkit(path) -> bool:
-        return path is not None and (Path(path) / "include" / "cuda_runtime.h").is_file()
-
-    if not is_toolkit(cpp_extension.CUDA_HOME):
-        for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-            if is_toolkit(candidate):
-                cpp_extension.CUDA_HOME = candidate
-                os.environ["CUDA_HOME"] = candidate
-                return
-
-
-# Without a visible GPU (an ahead-of-time build): machine code for Turing (T4), Ampere (A100, and by
-# binary compatibility A10, L4, RTX 30/40) and Hopper (H100/H200), plus Hopper's PTX, which the driver
-# compiles at load time for any newer GPU (B200, RTX 50). A list without +PTX crashed every launch on
-# a GPU it did not name ("no kernel image is available").
-_DEFAULT_ARCH = "7.5;8.0;9.0+PTX"
-
-
-def _visible_capabilities() -> list[tuple[int, int]]:
-    if not torch.cuda.is_available():
-        return []
-    return sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
-
-
-def _cuda_arch_list() -> str:
-    if os.environ.get("TORCH_CUDA_ARCH_LIST"):
-        return os.environ["TORCH_CUDA_ARCH_LIST"]
-    archs = _visible_capabilities()
-    if archs:
-        # The newest with +PTX, so the library also runs on a newer GPU it is later moved to.
-        return ";".join(f"{major}.{minor}" for major, minor in archs) + "+PTX"
-    return _DEFAULT_ARCH
-
-
-def _parse_arch(entry: str) -> tuple[int, int, bool, bool]:
-    """``"8.6"`` -> (8, 6, ptx=False, specific=False); ``"9.0+PTX"`` -> ptx=True; ``"9.0a"`` -> specific."""
-    entry = entry.strip()
-    ptx = entry.upper().endswith("+PTX")
-    if ptx:
-        entry = entry[:-4]
-    specific = entry[-1:].isalpha()  # sm_90a / sm_100f: only that exact chip
-    if specific:
-        entry = entry.rstrip("abcdefghijklmnopqrstuvwxyz")
-    major, _, minor = entry.partition(".")
-    return int(major), int(minor or 0), ptx, specific
-
-
-def arch_covers(arch_list: str, capability: tuple[int, int]) -> bool:
-    """Whether a library built for ``arch_list`` (TORCH_CUDA_ARCH_LIST syntax) runs on a GPU of
-    compute ``capability``: machine code for the same major version and a minor version not above
-    the GPU's (sm_80 runs on 8.6 and 8.9), the exact version for arch-specific entries (9.0a), or PTX
-    for a version not above the GPU's (the driver compiles it at load time).
-
-    Args:
-        arch_list: e.g. ``"8.0;9.0+PTX"`` (``;`` or spaces between entries).
-        capability: (major, minor), e.g. ``torch.cuda.get_device_capability()``.
-
-    Returns:
-        True when some entry covers the GPU.
-    """
-    major, minor = capability
-    for entry in arch_list.replace(";", " ").split():
-        try:
-            a_major, a_minor, ptx, specific = _parse_arch(entry)
-        except ValueError:
-            continue
-        if specific:
-            if (a_major, a_minor) == (major, minor):
-                return True
-        elif a_major == major and a_minor <= minor:
-            return True
-        if ptx and (a_major, a_minor) <= (major, minor):
-            return True
-    return False
-
-
-def _check_arch_covers(arch_list: str) -> None:
-    """Refuse an architecture list that leaves out a visible GPU (every launch would fail there)."""
-    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        cap = torch.cuda.get_device_capability(i)
-        if not arch_covers(arch_list, cap):
-            raise RuntimeError(
-                f"TORCH_CUDA_ARCH_LIST={arch_list!r} does not cover cuda:{i} "
-                f"({torch.cuda.get_device_name(i)}, compute capability {cap[0]}.{cap[1]}); add "
-                f"{cap[0]}.{cap[1]} or unset it to build for the visible GPUs")
-
-
-def _build_settings() -> dict:
-    src = source_dir()
-    cuda = want_cuda()
-    # csrc/*.cpp (schemas, argument checks, autograd kernels, the Python module) and csrc/cpu/*.cpp
-    # (CPU kernels).
-    # csrc/emd/*.cpp is the torch-free EMD solver core.
-    sources = [*sorted(src.glob("*.cpp")), *sorted((src / "cpu").glob("*.cpp")),
-               *sorted((src / "emd").glob("*.cpp"))]
-    if cuda:
-        sources += sorted((src / "cuda").glob("*.cu"))
-    cap = cpu_capability()
-    # No -std flag: torch adds the standard its headers need (C++17 for 2.13, C++20 for 2.14).
-    cflags = ["-O3", "-fno-math-errno", *_CAPABILITY_FLAGS[cap]]
-    ldflags = []
-    # NOTE: at::parallel_for is an inline template; with torch's OpenMP backend it is a bare
-    # `#pragma omp parallel`, which without -fopenmp compiles to a serial loop. Linking with -fopenmp
-    # records a dependency on libgomp.so.1, the SONAME of the libgomp torch loads (its own bundled
-    # copy in pip wheels), so the extension shares torch's thread pool rather than starting a second.
-    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
-        cflags.append("-fopenmp")
-        ldflags.append("-fopenmp")
-    cuda_flags = ["-O3", "--expt-relaxed-constexpr"]
-    include_paths = [str(src)]
-    if cuda:
-        cuda_flags.append("-DPYGAN_WITH_CUDA")
-        cflags.append("-DPYGAN_WITH_CUDA")
-        # torch's CUDA headers include cuSPARSE/cuBLAS headers that pip's CUDA wheels keep here.
-        nvidia = Path(torch.__file__).resolve().parent.parent / "nvidia"
-        include_paths += [str(p) for p in sorted(nvidia.glob("cu*/include"))]
-    return {
-        "source_dir": str(src),
-        "sources": [str(s) for s in sources],
-        "cuda": cuda,
-        "capability": cap,
-        "cflags": cflags,
-        "ldflags": ldflags,
-        "cuda_flags": cuda_flags,
-        "include_paths": include_paths,
-        "arch": _cuda_arch_list() if cuda else "",
-    }
-
-
-def _build_key(settings: dict) -> str:
-    """Everything that changes the binary, and nothing that depends on where things are installed:
-    the flags, the CUDA architectures, torch, Python, and every source file's path inside the source
-    tree and its contents (so a checkout and an installed copy of the same sources share one build)."""
-    h = hashlib.sha256()
-    for key in ("cflags", "ldflags", "cuda_flags", "arch"):
-        h.update(repr(settings[key]).encode())
-    h.update(torch.__version__.encode())
-    root = Path(settings["source_dir"])
-    for path in sorted(root.rglob("*")):
-        if path.suffix in (".cpp", ".cu", ".h", ".cuh"):
-            h.update(path.relative_to(root).as_posix().encode())
-            h.update(path.read_bytes())
-    flavour = f"cu{torch.version.cuda.replace('.', '')}" if settings["cuda"] else "cpu"
-    return (f"torch{torch.__version__.split('+')[0]}-{flavour}-{settings['capability']}"
-            f"-py{sys.version_info.major}{sys.version_info.minor}-{h.hexdigest()[:12]}")
-
-
-def _build_dir(settings: dict) -> Path:
-    """A directory keyed by everything that changes the binary, so versions never overwrite each other."""
-    if os.environ.get("PYGAN_BUILD_DIR"):
-        return Path(os.environ["PYGAN_BUILD_DIR"]).expanduser()
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pygan" / "build"
-    return root / _build_key(settings)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _verified_library(directory: Path, key: str) -> Path | None:
-    """The library in `directory` if its manifest names `key` and its SHA-256 matches, else None.
-
-    Reads only (no lock, no subprocess), so a read-only cache works; nothing here ever dlopens.
-    """
-    library, manifest = directory / f"{_EXT_NAME}.so", directory / _MANIFEST
-    try:
-        recorded = json.loads(manifest.read_text())
-        if recorded.get("key") != key or library.stat().st_size != recorded.get("size"):
-            return None
-        return library if _sha256(library) == recorded.get("sha256") else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _write_manifest(directory: Path, key: str, arch: str) -> None:
-    """Record the library's key and hash (atomically: a reader sees the old manifest or the new one)."""
-    library = directory / f"{_EXT_NAME}.so"
-    data = {"key": key, "arch": arch, "size": library.stat().st_size, "sha256": _sha256(library)}
-    tmp = directory / f".{_MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, directory / _MANIFEST)
-
-
-def _import_library(library: Path):
-    """Import the extension module from a verified library file (this is the dlopen)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(_EXT_NAME, library)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """An inter-process lock that the OS releases if its holder dies (unlike a bare lock file)."""
-    import fcntl
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _prebuilt_key() -> str:
-    flavour = f"cu{torch.version.cuda}" if torch.version.cuda else "cpu"
-    return f"torch {torch.__version__} {flavour} python {sys.version_info.major}.{sys.version_info.minor}"
-
-
-def _prebuilt_dir() -> Path:
-    return Path(__file__).resolve().parent / "_prebuilt"
-
-
-def _prebuilt_library(capabilities: list[tuple[int, int]] | None = None) -> tuple[Path | None, str]:
-    """The library compiled at install time (PYGAN_BUILD_EXT=1), if it is intact, was built for this
-    torch and covers every visible GPU.
-
-    Args:
-        capabilities: the GPUs to cover (default: the visible ones).
-
-    Returns:
-        (the library or None, why not: "" when there is none at all).
-    """
-    prebuilt = _prebuilt_dir()
-    if not (prebuilt / f"{_EXT_NAME}.so").is_file():
-        return None, ""
-    library = _verified_library(prebuilt, _prebuilt_key())
-    if library is None:
-        return None, "the prebuilt library is not for this torch/python, or its hash does not match"
-    arch = json.loads((prebuilt / _MANIFEST).read_text()).get("arch", "")
-    if arch:
-        for cap in _visible_capabilities() if capabilities is None else capabilities:
-            if not arch_covers(arch, cap):
-                return None, (f"the prebuilt library was built for CUDA {arch}, which does not cover "
-                              f"a visible GPU of compute capability {cap[0]}.{cap[1]}")
-    return library, ""
-
-
 def _compile(settings: dict, build_dir: Path, verbose: bool):
     """Compile (or reuse, if nothing changed) the extension in build_dir, and import it.
 
@@ -416,18 +121,18 @@ def _compile(settings: dict, build_dir: Path, verbose: bool):
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler found (looked for {compiler!r}; set CXX)")
     if settings["cuda"]:
-        _fix_cuda_home()
+        flags.fix_cuda_home()
         # torch reads the architectures from the environment; ours must win over a stale value.
         os.environ["TORCH_CUDA_ARCH_LIST"] = settings["arch"]
-    key = _build_key(settings)
+    key = cache.build_key(settings)
     build_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(build_dir.with_name(build_dir.name + ".lock")):
+    with cache.exclusive(build_dir.with_name(build_dir.name + ".lock")):
         # We hold the OS lock, so a lock file torch's FileBaton left behind is stale (its holder died):
         # without this a killed build would make every later import wait forever.
         with contextlib.suppress(FileNotFoundError):
             (build_dir / "lock").unlink()
         library = build_dir / f"{_EXT_NAME}.so"
-        if library.exists() and _verified_library(build_dir, key) is None:
+        if library.exists() and cache.verified_library(build_dir, key) is None:
             # Truncated, corrupted, empty or unrecorded: ninja judges by timestamps and would keep it,
             # and loading it can crash the interpreter. Delete it so ninja links it again.
             print(f"pygan: the cached {library} does not match its recorded hash; rebuilding it",
@@ -451,41 +156,41 @@ def _compile(settings: dict, build_dir: Path, verbose: bool):
             is_python_module=True,
             verbose=verbose,
         )
-        if _verified_library(build_dir, key) is None:
-            _write_manifest(build_dir, key, settings["arch"])
+        if cache.verified_library(build_dir, key) is None:
+            cache.write_manifest(build_dir, key, settings["arch"])
         return module
 
 
 def _compile_and_load(result: BuildInfo):
     """Load the prebuilt library or JIT-compile one; fills `result` and returns the module."""
     result.compiler = os.environ.get("CXX", "c++")
-    prebuilt, refused = _prebuilt_library()
+    prebuilt, refused = cache.prebuilt_library()
     if prebuilt is not None:
         result.build_dir, result.library = str(prebuilt.parent), str(prebuilt)
         result.cpu_capability = "as built at install time"
         result.cuda_arch = json.loads((prebuilt.parent / _MANIFEST).read_text()).get("arch", "")
         result.verified = "prebuilt library, SHA-256 matches"
-        module = _import_library(prebuilt)
+        module = cache.import_library(prebuilt)
         result.cuda_sources = torch._C._dispatch_has_kernel_for_dispatch_key("pygan::clip_", "CUDA")
         result.loaded = True
         return module
     if refused:
         print(f"pygan: not using the prebuilt library: {refused}; building one", file=sys.stderr, flush=True)
-    settings = _build_settings()
+    settings = flags.build_settings()
     if settings["cuda"]:
-        _check_arch_covers(settings["arch"])
-    build_dir = _build_dir(settings)
+        flags.check_arch_covers(settings["arch"])
+    build_dir = cache.build_dir(settings)
     result.build_dir = str(build_dir)
     result.cuda_sources = settings["cuda"]
     result.cuda_arch = settings["arch"]
     result.cpu_capability = settings["capability"]
     result.sources = settings["sources"]
-    library = _verified_library(build_dir, _build_key(settings))
+    library = cache.verified_library(build_dir, cache.build_key(settings))
     if library is not None:  # NOTE: [A verified cache]: no lock, no ninja, nothing written
         result.verified = "cached build, SHA-256 matches"
-        module = _import_library(library)
+        module = cache.import_library(library)
     else:
-        module = _compile(settings, build_dir, verbose=bool(_env_flag("PYGAN_VERBOSE_BUILD")))
+        module = _compile(settings, build_dir, verbose=bool(flags.env_flag("PYGAN_VERBOSE_BUILD")))
         result.verified = "built (or checked by ninja) and recorded"
     result.library = module.__file__
     result.loaded = True
@@ -501,12 +206,12 @@ def build_prebuilt(target: Path) -> Path:
     Returns:
         The library's path.
     """
-    settings = _build_settings()
-    library = Path(_compile(settings, _build_dir(settings), verbose=True).__file__)
+    settings = flags.build_settings()
+    library = Path(_compile(settings, cache.build_dir(settings), verbose=True).__file__)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(library, target / library.name)
-    (target / "key.txt").write_text(_prebuilt_key() + "\n")  # for people; the manifest is what is checked
-    _write_manifest(target, _prebuilt_key(), settings["arch"] if settings["cuda"] else "")
+    (target / "key.txt").write_text(cache.prebuilt_key() + "\n")  # for people; the manifest is what is checked
+    cache.write_manifest(target, cache.prebuilt_key(), settings["arch"] if settings["cuda"] else "")
     return target / library.name
 
 
@@ -527,14 +232,14 @@ def load() -> bool:
         if _info is not None:
             return _info.loaded
         result = BuildInfo()
-        if _env_flag("PYGAN_DISABLE_EXT"):
+        if flags.env_flag("PYGAN_DISABLE_EXT"):
             result.error = "disabled by PYGAN_DISABLE_EXT=1"
         else:
             try:
                 _module = _compile_and_load(result)
             except Exception as exc:  # any build/load failure means the fallback (or an error)
                 result.error = f"{type(exc).__name__}: {exc}"
-        if not result.loaded and _env_flag("PYGAN_REQUIRE_EXT"):
+        if not result.loaded and flags.env_flag("PYGAN_REQUIRE_EXT"):
             _info = None
             raise RuntimeError(
                 "pygan: the C++ extension is required (PYGAN_REQUIRE_EXT=1) but could not be loaded: "

@@ -7,6 +7,8 @@ elements for 16/32/64-bit types), csrc/cuda/penalty_cuda.cu (256-thread blocks, 
 256 vectors per sample, chunked samples below 2048 units, grids of at most 2048 blocks, per-sample
 maps with a grid-stride loop), and the CPU grains (clip 65536 elements, RMSprop 8192, penalty pieces
 of 16384 and 32768 elements per thread, AVX512/AVX2 vectors of 8 to 32 elements).
+
+Internal API (pygan/check.py, pygan/_check_penalty.py): every name without a leading underscore.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}
 # Relative tolerances against the twin, a few units in the last place of each dtype (the kernels and
 # the twins compute in the same precision but may round intermediate steps differently).
-_RTOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6, torch.float64: 1e-12}
+RTOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6, torch.float64: 1e-12}
 _RTOL_RMSPROP = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5, torch.float64: 1e-12}
 
 # Kernel constants the sizes are built around (see the module docstring).
@@ -31,11 +33,11 @@ _BLOCKS_PER_LAUNCH = 320
 _TENSORS_PER_LAUNCH = {1: 110, 2: 64, 3: 48, 4: 36, 5: 30}
 
 
-class _Failure(Exception):
+class Failure(Exception):
     """A case whose result is wrong (not an exception of the op itself)."""
 
 
-class _Checker:
+class Checker:
     """Runs the cases of one op on one backend and keeps the worst result."""
 
     def __init__(self, row, device: str, quick: bool, seed: int = 0):
@@ -60,22 +62,22 @@ class _Checker:
     def compare(self, what: str, out: torch.Tensor, ref: torch.Tensor, rtol: float = 0.0,
                 scale: torch.Tensor | float | None = None) -> None:
         """out must equal ref (rtol 0) or lie within rtol * (|ref| + scale) of it; NaN where ref is NaN,
-        the same infinities. Raises _Failure otherwise."""
+        the same infinities. Raises Failure otherwise."""
         if out.shape != ref.shape:
-            raise _Failure(f"{what}: shape {list(out.shape)}, expected {list(ref.shape)}")
+            raise Failure(f"{what}: shape {list(out.shape)}, expected {list(ref.shape)}")
         if out.dtype != ref.dtype:
-            raise _Failure(f"{what}: dtype {out.dtype}, expected {ref.dtype}")
+            raise Failure(f"{what}: dtype {out.dtype}, expected {ref.dtype}")
         o = out.detach().to("cpu", torch.float64)
         r = ref.detach().to("cpu", torch.float64)
         nan_o, nan_r = o.isnan(), r.isnan()
         if not torch.equal(nan_o, nan_r):
             bad = int((nan_o != nan_r).sum())
             self._record(math.inf, math.inf)
-            raise _Failure(f"{what}: NaN in {bad} element(s) where the twin has {'none' if nan_o.any() else 'NaN'}")
+            raise Failure(f"{what}: NaN in {bad} element(s) where the twin has {'none' if nan_o.any() else 'NaN'}")
         inf_o, inf_r = o.isinf(), r.isinf()
         if not torch.equal(inf_o, inf_r) or not torch.equal(o[inf_o], r[inf_r]):
             self._record(math.inf, math.inf)
-            raise _Failure(f"{what}: infinities differ from the twin's")
+            raise Failure(f"{what}: infinities differ from the twin's")
         finite = ~(nan_r | inf_r)
         if not bool(finite.any()):
             self._record(0.0, 0.0)
@@ -85,7 +87,7 @@ class _Checker:
             worst = float(diff.max())
             self._record(worst, math.inf if worst > 0 else 0.0)
             if worst > 0:
-                raise _Failure(f"{what}: differs from the twin by {worst:.3g} (must be bit-exact)")
+                raise Failure(f"{what}: differs from the twin by {worst:.3g} (must be bit-exact)")
             return
         s = 0.0 if scale is None else scale
         if isinstance(s, torch.Tensor):
@@ -94,7 +96,7 @@ class _Checker:
         ratio = float((diff / allowed).max())
         self._record(float(diff.max()), ratio)
         if ratio > 1.0:
-            raise _Failure(f"{what}: differs from the twin by {float(diff.max()):.3g} "
+            raise Failure(f"{what}: differs from the twin by {float(diff.max()):.3g} "
                            f"({ratio:.3g}x the tolerance {rtol:g} relative)")
 
     def _record(self, diff: float, ratio: float) -> None:
@@ -110,7 +112,7 @@ class _Checker:
             self.row.cases += 1
             try:
                 fn()
-            except _Failure as exc:
+            except Failure as exc:
                 failures.append(f"{name}: {exc}")
             except Exception as exc:  # the op raised: a failure of this case, the others still run
                 failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -140,7 +142,7 @@ def _cuda_alive() -> bool:
 # Layouts: the same values held in memory the kernels must handle.
 # ---------------------------------------------------------------------------------------------
 
-def _layouts(values: torch.Tensor, with_strided: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+def layout_variants(values: torch.Tensor, with_strided: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor with `values`) for contiguous, transposed, channels_last, strided, and storage
     offsets of 1 element (never 16-byte aligned) and of 16 bytes (aligned, but offset)."""
     yield "contiguous", values.clone()
@@ -160,7 +162,7 @@ def _layouts(values: torch.Tensor, with_strided: bool = True) -> Iterator[tuple[
         yield label, view
 
 
-def _with_specials(t: torch.Tensor) -> torch.Tensor:
+def with_specials(t: torch.Tensor) -> torch.Tensor:
     """t with NaN, +-inf, -0.0, the dtype's extremes and a tiny value written at a few places."""
     flat = t.reshape(-1)
     if flat.numel() == 0:
@@ -177,7 +179,7 @@ def _with_specials(t: torch.Tensor) -> torch.Tensor:
 # clip_
 # ---------------------------------------------------------------------------------------------
 
-def _clip_cases(c: _Checker):
+def clip_cases(c: Checker):
     from pygan import reference
 
     sizes = [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 65, 8191, 8192, 8193,
@@ -193,22 +195,22 @@ def _clip_cases(c: _Checker):
         for i, (t, w) in enumerate(zip(tensors, wanted)):
             c.compare(f"tensors[{i}]", t, w)
 
-    for dtype in _DTYPES:
+    for dtype in DTYPES:
         def sizes_case(dtype=dtype):
-            tensors = [_with_specials(c.randn((n,), dtype)) for n in sizes]
+            tensors = [with_specials(c.randn((n,), dtype)) for n in sizes]
             check(tensors, -0.5, 0.5)
-        yield f"{_SHORT[dtype]} sizes {sizes[0]}..{sizes[-1]} with NaN/inf", sizes_case
+        yield f"{SHORT[dtype]} sizes {sizes[0]}..{sizes[-1]} with NaN/inf", sizes_case
 
         def layouts_case(dtype=dtype):
             shapes = [(3, 5), (64, 33), (2, 3, 4, 5), (4, 8, 9, 7), (1, 1), (5, 1, 3, 1)]
-            tensors = [t for s in shapes for _, t in _layouts(_with_specials(c.randn(s, dtype)))]
+            tensors = [t for s in shapes for _, t in layout_variants(with_specials(c.randn(s, dtype)))]
             for lo, hi in bounds:  # each call clamps what the previous one left (the twin too)
                 check(tensors, lo, hi)
-        yield f"{_SHORT[dtype]} layouts x bounds", layouts_case
+        yield f"{SHORT[dtype]} layouts x bounds", layouts_case
 
     def many_tensors():  # more tensors than one launch takes, for every dtype in one call
         tensors = [c.randn((n % 37 + 1,), dtype) for n in range(_TENSORS_PER_LAUNCH[1] + 7)
-                   for dtype in _DTYPES]
+                   for dtype in DTYPES]
         check(tensors, -0.1, 0.1)
     yield f"{_TENSORS_PER_LAUNCH[1] + 7} tensors x 4 dtypes in one call", many_tensors
 
@@ -235,7 +237,7 @@ def _clip_cases(c: _Checker):
             except (TypeError, RuntimeError):
                 pass
             else:
-                raise _Failure("an int32 tensor in the list was accepted")
+                raise Failure("an int32 tensor in the list was accepted")
             for i, (t, b) in enumerate(zip(good, before)):
                 c.compare(f"tensors[{i}] after the error", t, b)
         yield "nothing modified when one tensor is refused", untouched_on_error
@@ -251,7 +253,7 @@ def _clip_cases(c: _Checker):
 # rmsprop_step_
 # ---------------------------------------------------------------------------------------------
 
-def _rmsprop_cases(c: _Checker):
+def rmsprop_cases(c: Checker):
     from pygan import reference
 
     combos = list(itertools.product((0.0, 0.9), (False, True), (0.0, 0.01), (False, True),
@@ -267,7 +269,7 @@ def _rmsprop_cases(c: _Checker):
             made = []
             for k, v in enumerate(values):
                 kind = layout if (state_layout is None or k == 0) else state_layout
-                made.append(dict(_layouts(v)).get(kind, v.clone()))
+                made.append(dict(layout_variants(v)).get(kind, v.clone()))
             p, g, sq, b, ga = made
             if centered:  # keep square_avg - grad_avg^2 > 0, as a real run does
                 sq = sq.add_(ga.float().square().to(dtype))
@@ -293,9 +295,9 @@ def _rmsprop_cases(c: _Checker):
 
     sizes = [1, 7, 8, 9, 17, 33, 8191, 8193, _CHUNK + 1] if c.quick else \
         [1, 7, 8, 9, 17, 33, 8191, 8192, 8193, _CHUNK - 1, _CHUNK + 1]
-    for dtype in _DTYPES:
+    for dtype in DTYPES:
         for momentum, centered, wd, maximize, clip in combos:
-            label = (f"{_SHORT[dtype]} momentum={momentum} centered={centered} wd={wd} "
+            label = (f"{SHORT[dtype]} momentum={momentum} centered={centered} wd={wd} "
                      f"maximize={maximize} clip={clip}")
 
             def flat(dtype=dtype, momentum=momentum, centered=centered, wd=wd, maximize=maximize, clip=clip):
@@ -309,7 +311,7 @@ def _rmsprop_cases(c: _Checker):
             # State in another layout than its parameter: the contiguous-temporary copy-back path.
             run([((6, 10), "contiguous"), ((3, 4, 5, 6), "contiguous")], dtype, 0.9, True, 0.0, False,
                 None, state_layout="transposed")
-        yield f"{_SHORT[dtype]} layouts and copy-back", layouts
+        yield f"{SHORT[dtype]} layouts and copy-back", layouts
 
     def many():  # more tensors than one launch takes at each depth (3, 4 and 5 lists)
         shapes = [((n % 13 + 1,), "contiguous") for n in range(_TENSORS_PER_LAUNCH[3] + 5)]
@@ -345,7 +347,7 @@ def _rmsprop_cases(c: _Checker):
 # and outputs are CUDA tensors).
 # ---------------------------------------------------------------------------------------------
 
-def _emd_cases(c: _Checker):
+def emd_cases(c: Checker):
     from pygan import ot
 
     sizes = [(1, 1), (1, 5), (5, 1), (3, 4), (10, 10), (17, 23), (50, 40)]
@@ -355,15 +357,15 @@ def _emd_cases(c: _Checker):
     def check(a, b, M):
         plan, log = ot.emd(a, b, M, log=True)
         if log["status"] != "optimal":
-            raise _Failure(f"status {log['status']!r}")
+            raise Failure(f"status {log['status']!r}")
         if plan.device != M.device:
-            raise _Failure(f"the plan is on {plan.device}, M on {M.device}")
+            raise Failure(f"the plan is on {plan.device}, M on {M.device}")
         cert = ot.check_optimality(a, b, M, plan, log["u"], log["v"])
         scale = float(M.abs().max()) + 1.0
         worst = max(cert) / scale
         c._record(max(cert), worst / 1e-9)
         if worst > 1e-9:
-            raise _Failure(f"certificate {tuple(round(x, 12) for x in cert)} (scale {scale:.3g})")
+            raise Failure(f"certificate {tuple(round(x, 12) for x in cert)} (scale {scale:.3g})")
         cost = ot.emd2(a, b, M)
         c.compare("emd2", cost.reshape(1), (plan * M).sum().reshape(1), 1e-9,
                   scale=float((plan.abs() * M.abs()).sum()))
@@ -395,5 +397,5 @@ def _emd_cases(c: _Checker):
         worst = max(cert)
         c._record(worst, worst / 1e-5)
         if worst > 1e-5:
-            raise _Failure(f"certificate {cert}")
+            raise Failure(f"certificate {cert}")
     yield "float32 inputs", float32_inputs

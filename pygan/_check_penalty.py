@@ -1,5 +1,8 @@
 """The cases of ``python -m pygan check`` for interpolate, grad_penalty and grad_penalty_backward (the
-penalty kernels); the helpers and the other ops' cases are in pygan/_check_cases.py."""
+penalty kernels); the helpers and the other ops' cases are in pygan/_check_cases.py.
+
+Internal API (used by pygan/check.py): ``interpolate_cases``, ``grad_penalty_cases``,
+``grad_penalty_backward_cases``."""
 
 from __future__ import annotations
 
@@ -8,14 +11,14 @@ import math
 
 import torch
 
-from pygan._check_cases import _DTYPES, _RTOL, _SHORT, _Checker, _layouts, _with_specials
+from pygan._check_cases import DTYPES, RTOL, SHORT, Checker, layout_variants, with_specials
 
 
 # ---------------------------------------------------------------------------------------------
 # interpolate
 # ---------------------------------------------------------------------------------------------
 
-def _interpolate_cases(c: _Checker):
+def interpolate_cases(c: Checker):
     from pygan import reference
 
     def check(real, fake, alpha):
@@ -23,11 +26,11 @@ def _interpolate_cases(c: _Checker):
         ref = reference.interpolate(real, fake, alpha)
         a = alpha.double().reshape(-1, *([1] * (real.dim() - 1)))
         scale = (a * real.double()).abs() + ((1 - a) * fake.double()).abs()
-        c.compare("out", out, ref, _RTOL[real.dtype], scale=scale)
+        c.compare("out", out, ref, RTOL[real.dtype], scale=scale)
 
     per_sample = [1, 2, 3, 5, 7, 8, 9, 16, 31, 33, 1000, 4097]
     batches = [1, 3, 64]
-    for dtype in _DTYPES:
+    for dtype in DTYPES:
         def shapes(dtype=dtype):
             for b, k in itertools.product(batches, per_sample):
                 real, fake = c.randn((b, k), dtype), c.randn((b, k), dtype)
@@ -36,16 +39,16 @@ def _interpolate_cases(c: _Checker):
                 if b > 1:
                     alpha[-1] = 1.0
                 check(real, fake, alpha)
-        yield f"{_SHORT[dtype]} [B, K] for B in {batches}, K in {per_sample[0]}..{per_sample[-1]}", shapes
+        yield f"{SHORT[dtype]} [B, K] for B in {batches}, K in {per_sample[0]}..{per_sample[-1]}", shapes
 
         def layouts(dtype=dtype):
             for shape in ((6, 3, 5, 7), (16, 37), (2, 4, 8, 8)):
-                real_v, fake_v = _with_specials(c.randn(shape, dtype)), c.randn(shape, dtype)
+                real_v, fake_v = with_specials(c.randn(shape, dtype)), c.randn(shape, dtype)
                 alpha = c.rand((shape[0],), dtype)
-                for (name_r, real), (name_f, fake) in itertools.product(_layouts(real_v), _layouts(fake_v)):
-                    c.case = f"{_SHORT[dtype]} {list(shape)} real {name_r}, fake {name_f}"
+                for (name_r, real), (name_f, fake) in itertools.product(layout_variants(real_v), layout_variants(fake_v)):
+                    c.case = f"{SHORT[dtype]} {list(shape)} real {name_r}, fake {name_f}"
                     check(real, fake, alpha)
-        yield f"{_SHORT[dtype]} layout pairs (same and different misalignment) with NaN/inf", layouts
+        yield f"{SHORT[dtype]} layout pairs (same and different misalignment) with NaN/inf", layouts
 
     def large():  # past one grid of the per-sample map (a grid-stride loop)
         n = 1 << 18 if c.quick else 3_000_011
@@ -59,7 +62,7 @@ def _interpolate_cases(c: _Checker):
 # grad_penalty and grad_penalty_backward
 # ---------------------------------------------------------------------------------------------
 
-def _penalty_shapes(c: _Checker) -> list[tuple[int, ...]]:
+def _penalty_shapes(c: Checker) -> list[tuple[int, ...]]:
     # Sample sizes around the lane-group limit (256 vectors of 8/4/2 elements), the chunking of
     # large samples in small batches, a batch past the 2048-block grid, and the CPU's 16384-element
     # pieces.
@@ -76,7 +79,7 @@ def _penalty_shapes(c: _Checker) -> list[tuple[int, ...]]:
 _TINY = [(torch.float64, 1e-160), (torch.float64, 1e-310), (torch.float32, 1e-40)]
 
 
-def _grad_penalty_cases(c: _Checker):
+def grad_penalty_cases(c: Checker):
     from pygan import reference
 
     modes = [(1.0, False, "mean"), (1.0, True, "sum"), (0.0, False, "none"), (2.0, False, "none"),
@@ -99,32 +102,32 @@ def _grad_penalty_cases(c: _Checker):
         c.compare("norms", norms, n64.to(acc), 1e-4 if acc == torch.float32 else 1e-12)
         terms = (n64 + center) ** 2
         scale = terms if reduction == "none" else (terms.mean() if reduction == "mean" else terms.sum())
-        c.compare("penalty", penalty, ref, _RTOL[grads.dtype], scale=scale)
+        c.compare("penalty", penalty, ref, RTOL[grads.dtype], scale=scale)
 
-    for dtype in _DTYPES:
+    for dtype in DTYPES:
         def shapes(dtype=dtype):
             for shape in _penalty_shapes(c):
                 grads = c.randn(shape, dtype)
                 for mode in modes:
-                    c.case = f"{_SHORT[dtype]} {list(shape)} center={mode[0]} one_sided={mode[1]} {mode[2]}"
+                    c.case = f"{SHORT[dtype]} {list(shape)} center={mode[0]} one_sided={mode[1]} {mode[2]}"
                     check(grads, *mode)
-        yield f"{_SHORT[dtype]} sample sizes x modes", shapes
+        yield f"{SHORT[dtype]} sample sizes x modes", shapes
 
         def layouts(dtype=dtype):
             for shape in ((6, 3, 5, 7), (16, 37), (5, 4, 8, 8)):
                 values = c.randn(shape, dtype)
-                for name, grads in _layouts(values):
-                    c.case = f"{_SHORT[dtype]} {list(shape)} {name}"
+                for name, grads in layout_variants(values):
+                    c.case = f"{SHORT[dtype]} {list(shape)} {name}"
                     check(grads, 1.0, False, "none")
                     check(grads, 0.0, False, "sum")
-        yield f"{_SHORT[dtype]} layouts", layouts
+        yield f"{SHORT[dtype]} layouts", layouts
 
         def specials(dtype=dtype):
             grads = c.randn((8, 40), dtype)
             grads[1, 3], grads[2, 0], grads[3] = math.nan, math.inf, 0.0  # NaN, inf and a zero sample
             for mode in modes:
                 check(grads, *mode)
-        yield f"{_SHORT[dtype]} NaN, inf and zero samples", specials
+        yield f"{SHORT[dtype]} NaN, inf and zero samples", specials
 
     def tiny():  # squares that underflow the accumulation type: the rescaled sum (tiny norms)
         for dtype, scale in _TINY:
@@ -132,7 +135,7 @@ def _grad_penalty_cases(c: _Checker):
                 grads = c.randn(shape, dtype) * scale
                 grads[-1] *= 1e30 if dtype == torch.float64 else 1e10  # a normal sample beside them
                 for mode in modes:
-                    c.case = f"{_SHORT[dtype]} {list(shape)} x {scale:g} center={mode[0]} {mode[2]}"
+                    c.case = f"{SHORT[dtype]} {list(shape)} x {scale:g} center={mode[0]} {mode[2]}"
                     check(grads, *mode)
     yield "tiny norms (squares below the smallest normal)", tiny
 
@@ -142,7 +145,7 @@ def _grad_penalty_cases(c: _Checker):
     yield "empty batch", empty
 
 
-def _grad_penalty_backward_cases(c: _Checker):
+def grad_penalty_backward_cases(c: Checker):
     from pygan import reference
 
     modes = [(1.0, False, "mean"), (1.0, True, "sum"), (0.0, False, "none"), (2.0, True, "none")]
@@ -156,32 +159,32 @@ def _grad_penalty_backward_cases(c: _Checker):
         p = reference.grad_penalty(g64, center, one_sided, reduction)
         (ref,) = torch.autograd.grad(p, g64, grad_out.double())
         ref = ref.to(grads.dtype)
-        c.compare("grad_grads", out, ref, _RTOL[grads.dtype], scale=ref.double().abs())
+        c.compare("grad_grads", out, ref, RTOL[grads.dtype], scale=ref.double().abs())
 
-    for dtype in _DTYPES:
+    for dtype in DTYPES:
         def shapes(dtype=dtype):
             for shape in _penalty_shapes(c):
                 grads = c.randn(shape, dtype)
                 for mode in modes:
-                    c.case = f"{_SHORT[dtype]} {list(shape)} center={mode[0]} one_sided={mode[1]} {mode[2]}"
+                    c.case = f"{SHORT[dtype]} {list(shape)} center={mode[0]} one_sided={mode[1]} {mode[2]}"
                     check(grads, *mode)
-        yield f"{_SHORT[dtype]} sample sizes x modes", shapes
+        yield f"{SHORT[dtype]} sample sizes x modes", shapes
 
         def layouts(dtype=dtype):
             for shape in ((6, 3, 5, 7), (16, 37)):
                 values = c.randn(shape, dtype)
                 values[2] = 0.0  # a zero sample: the subgradient 0
-                for name, grads in _layouts(values):
-                    c.case = f"{_SHORT[dtype]} {list(shape)} {name}"
+                for name, grads in layout_variants(values):
+                    c.case = f"{SHORT[dtype]} {list(shape)} {name}"
                     check(grads, 1.0, False, "mean")
                     check(grads, 0.0, False, "none")
-        yield f"{_SHORT[dtype]} layouts and a zero sample", layouts
+        yield f"{SHORT[dtype]} layouts and a zero sample", layouts
 
     def tiny():  # a slope beyond float32's range (denormal norms) is applied in the accumulation type
         # (not 1e-310 in float64: there the true slope 2/n itself overflows float64)
         for dtype, scale in [t for t in _TINY if t[1] > 1e-300]:
             grads = c.randn((4, 33), dtype) * scale
             for mode in modes:
-                c.case = f"{_SHORT[dtype]} [4, 33] x {scale:g} center={mode[0]} {mode[2]}"
+                c.case = f"{SHORT[dtype]} [4, 33] x {scale:g} center={mode[0]} {mode[2]}"
                 check(grads, *mode)
     yield "tiny norms (slopes beyond float32)", tiny

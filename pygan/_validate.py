@@ -28,7 +28,8 @@ Files:
     :func:`existing_file` (a path that exists and is a file or a directory).
 Deprecations:
     :func:`deprecated_positional` (arguments that became keyword-only, accepted by position for one
-    release with a DeprecationWarning).
+    release with a DeprecationWarning), :func:`renamed_keywords` (a decorator for parameters that
+    were renamed, accepting the old keyword for one release with a DeprecationWarning).
 
 A command-line caller passes ``where=None`` and a flag as ``name`` (``"--lr"``), giving
 ``"--lr must be a finite number >= 0, got -1.0"``; it turns the ValueError/TypeError into its own
@@ -37,6 +38,8 @@ exit code.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import os
@@ -46,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLOAT_DTYPES", "deprecated_positional", "real", "number", "integer", "boolean", "choice", "generator", "callable_",
+__all__ = ["FLOAT_DTYPES", "deprecated_positional", "renamed_keywords", "real", "number", "integer", "boolean", "choice", "generator", "callable_",
            "tensor", "same_device", "no_shared_memory", "existing_file", "label"]
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -339,3 +342,47 @@ def deprecated_positional(args: tuple, defaults: dict, where: str, keywords: dic
                   f"next release; pass {', '.join(f'{n}=...' for n in given)} by keyword", DeprecationWarning,
                   stacklevel=3)
     return values
+
+
+def renamed_keywords(where: str, **renamed: str):
+    """A decorator for a function whose parameters were renamed: the old keywords still work for one
+    release, with a DeprecationWarning that names the new spelling.
+
+    ``@renamed_keywords("Trainer", generator="G", critic="D")`` on ``def __init__(self, G, D, ...)``
+    lets ``Trainer(generator=g, critic=d, ...)`` run as ``Trainer(G=g, D=d, ...)``. Positional calls
+    are untouched, and the decorated function keeps its signature (``inspect.signature`` shows the
+    new names).
+
+    Args:
+        where: the function, for the messages.
+        **renamed: ``old_name="new_name"`` pairs.
+
+    Returns:
+        The decorator.
+
+    Raises (from the decorated function):
+        TypeError: a value given both under the old name and under the new one (by keyword or by
+        position).
+    """
+    def decorate(fn):
+        params = list(inspect.signature(fn).parameters.values())
+        positions = {p.name: i for i, p in enumerate(params)
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        for new in renamed.values():
+            if new not in {p.name for p in params}:
+                raise AssertionError(f"renamed_keywords: {fn.__qualname__} has no parameter {new!r}")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in renamed.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs or positions.get(new, len(args)) < len(args):
+                    raise TypeError(f"{where}: got {new} both as {new} and as the deprecated {old}; pass {new} only")
+                warnings.warn(f"{where}: the keyword {old}= is deprecated and will stop working in the next "
+                              f"release; pass {new}= (or pass it by position)", DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+        return wrapper
+    return decorate
+

@@ -34,17 +34,20 @@ from pathlib import Path
 import torch
 
 # (_Failure and _layouts too: the tests build their own cases with them.)
-from pygan._check_cases import _Checker, _clip_cases, _emd_cases, _Failure, _layouts, _rmsprop_cases  # noqa: F401
-from pygan._check_penalty import _grad_penalty_backward_cases, _grad_penalty_cases, _interpolate_cases
+from pygan._check_cases import Checker as _Checker  # noqa: F401
+from pygan._check_cases import Failure as _Failure  # noqa: F401
+from pygan._check_cases import clip_cases, emd_cases, rmsprop_cases
+from pygan._check_cases import layout_variants as _layouts  # noqa: F401
+from pygan._check_penalty import grad_penalty_backward_cases, grad_penalty_cases, interpolate_cases
 
 # The op suite, one entry per op: a generator of (case name, check) pairs for a _Checker.
 _CASES = {
-    "clip_": _clip_cases,
-    "rmsprop_step_": _rmsprop_cases,
-    "interpolate": _interpolate_cases,
-    "grad_penalty": _grad_penalty_cases,
-    "grad_penalty_backward": _grad_penalty_backward_cases,
-    "emd": _emd_cases,
+    "clip_": clip_cases,
+    "rmsprop_step_": rmsprop_cases,
+    "interpolate": interpolate_cases,
+    "grad_penalty": grad_penalty_cases,
+    "grad_penalty_backward": grad_penalty_backward_cases,
+    "emd": emd_cases,
 }
 
 __all__ = ["main", "run_checks", "Row", "OPS"]

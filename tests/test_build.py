@@ -112,19 +112,25 @@ def test_prebuilt_library_loads_without_a_compiler(tmp_path):
 # ---- The loader knows nothing about the ops (the ops register through on_load). ----
 
 
-def test_loader_does_not_import_the_ops():
+LOADER = ("pygan._build", "pygan._build_flags", "pygan._build_cache")  # the loader and its two parts
+
+
+@pytest.mark.parametrize("name", LOADER)
+def test_loader_does_not_import_the_ops(name):
     import ast
+    import importlib
 
-    import pygan._build as build
-
-    tree = ast.parse(open(build.__file__).read())
+    tree = ast.parse(open(importlib.import_module(name).__file__).read())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in the loader"
             imported |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module or ""}
-    assert not {name for name in imported if name.startswith("pygan")}, imported
+    # Nothing of pygan but the loader's own parts (``from pygan import _build_flags`` names "pygan" too).
+    outside = {n for n in imported if n.startswith("pygan") and n != "pygan" and not n.startswith(LOADER)}
+    assert not outside, imported
 
 
 def test_fake_kernels_are_registered_when_the_loader_is_imported_first():
@@ -210,11 +216,12 @@ def test_a_read_only_cache_with_a_valid_build_is_used(tmp_path):
     code = textwrap.dedent("""
         import torch.utils.cpp_extension as cpp_extension
         import pygan._build as build
+        import pygan._build_cache as cache
         def refuse(*args, **kwargs):
             raise PermissionError("read-only cache")
-        build._exclusive = refuse
+        build._exclusive = cache.exclusive = refuse
         cpp_extension.load = refuse
-        build._write_manifest = refuse
+        build._write_manifest = cache.write_manifest = refuse
     """) + SCRIPT + "print('verified', pygan._build.info().verified)\n"
     try:
         out = run_python(code, {"PYGAN_BUILD_DIR": str(build), "PYGAN_REQUIRE_EXT": "1"})
@@ -276,13 +283,13 @@ def test_arch_coverage():
 
 
 def test_default_arch_list_ends_with_ptx(monkeypatch):
-    from pygan import _build
+    from pygan import _build, _build_flags
 
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
-    monkeypatch.setattr(_build, "_visible_capabilities", lambda: [])
+    monkeypatch.setattr(_build_flags, "visible_capabilities", lambda: [])
     assert _build._cuda_arch_list().endswith("+PTX")
     assert _build.arch_covers(_build._cuda_arch_list(), (8, 0))  # an A100 without a visible GPU at build
-    monkeypatch.setattr(_build, "_visible_capabilities", lambda: [(8, 9), (9, 0)])
+    monkeypatch.setattr(_build_flags, "visible_capabilities", lambda: [(8, 9), (9, 0)])
     assert _build._cuda_arch_list() == "8.9;9.0+PTX"
 
 
@@ -290,13 +297,13 @@ def test_a_prebuilt_library_for_other_gpus_is_refused(tmp_path, monkeypatch):
     import json
     import shutil
 
-    from pygan import _build
+    from pygan import _build, _build_cache
 
     assert _build.load()
     prebuilt = tmp_path / "_prebuilt"
     prebuilt.mkdir()
     shutil.copy2(os.path.join(_build.info().build_dir, "pygan_ext.so"), prebuilt / "pygan_ext.so")
-    monkeypatch.setattr(_build, "_prebuilt_dir", lambda: prebuilt)
+    monkeypatch.setattr(_build_cache, "prebuilt_dir", lambda: prebuilt)
     _build._write_manifest(prebuilt, _build._prebuilt_key(), "9.0")
     assert _build._prebuilt_library([(9, 0)])[0] == prebuilt / "pygan_ext.so"
     library, why = _build._prebuilt_library([(8, 0)])

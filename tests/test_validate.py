@@ -133,3 +133,42 @@ def test_deprecated_positional():
         check.deprecated_positional((1,), {"c": None}, "f", {"c": 2})
     with pytest.raises(TypeError, match="at most 1"):
         check.deprecated_positional((1, 2), {"c": None}, "f", {"c": None})
+
+
+def test_renamed_keywords():
+    @check.renamed_keywords("f", old="new")
+    def f(a, new, *, c=1):
+        return a, new, c
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(1, 2) == (1, 2, 1)            # positional: no warning
+        assert f(1, new=2, c=3) == (1, 2, 3)   # the new keyword: no warning
+    with pytest.warns(DeprecationWarning, match=r"f: the keyword old= is deprecated .* pass new="):
+        assert f(1, old=2) == (1, 2, 1)
+    with pytest.raises(TypeError, match="f: got new both as new and as the deprecated old"):
+        f(1, new=2, old=3)
+    with pytest.raises(TypeError, match="f: got new both"):
+        f(1, 2, old=3)                          # the new one by position
+    assert list(__import__("inspect").signature(f).parameters) == ["a", "new", "c"]
+    with pytest.raises(AssertionError, match="no parameter"):
+        check.renamed_keywords("g", old="missing")(f.__wrapped__)
+
+
+def test_the_trainers_checks_are_the_shared_ones():
+    from pygan.train.config import check_int, check_nonnegative
+
+    assert check_int(3, "steps", 0) == 3 and check_nonnegative(2, "lr") == 2.0
+    assert type(check_nonnegative(np.float32(0.5), "lr")) is float
+    with pytest.raises(ValueError, match=r"^n_critic must be an int >= 1, got 0$"):
+        check_int(0, "n_critic", 1)
+    with pytest.raises(TypeError, match=r"^n_critic must be an int, got bool$"):
+        check_int(True, "n_critic", 1)
+    with pytest.raises(TypeError, match=r"^n_critic must be an int, got float$"):
+        check_int(2.0, "n_critic", 1)
+    with pytest.raises(ValueError, match=r"^penalty_weight must be a finite number >= 0, got -1\.0$"):
+        check_nonnegative(-1, "penalty_weight")
+    with pytest.raises(ValueError, match=r"^penalty_weight must be a finite number >= 0, got nan$"):
+        check_nonnegative(math.nan, "penalty_weight")
+    with pytest.raises(TypeError, match=r"^penalty_weight must be a real number, got str$"):
+        check_nonnegative("1", "penalty_weight")

@@ -9,6 +9,7 @@ never sees half a file. ``report.json`` is strict JSON: NaN and ±inf become ``n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -21,12 +22,30 @@ from pygan.train import plots as train_plots
 from pygan.train.plots import available as plots_available
 from pygan.train.plots import save_figure
 
-__all__ = ["ExperimentError", "prepare_out", "write_json", "to_jsonable", "figure", "save_figure",
+__all__ = ["ExperimentError", "flag", "options_checked", "prepare_out", "write_json", "to_jsonable", "figure", "save_figure",
            "plots_available", "resolve_device"]
 
 
 class ExperimentError(ValueError):
     """Bad input to an experiment (an unusable --out, a bad option value); the CLI exits with code 2."""
+
+
+def flag(name: str) -> str:
+    """A config field's command-line flag: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+@contextlib.contextmanager
+def options_checked():
+    """Run a config's checks (the shared ones of :mod:`pygan._validate`, named by their flags) and
+    turn their ValueError / TypeError into :class:`ExperimentError`, which the CLI reports with exit
+    code 2: ``with options_checked(): check.integer(cfg.steps, "--steps", low=1)``."""
+    try:
+        yield
+    except ExperimentError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def prepare_out(out: str | Path, files: tuple[str, ...], force: bool) -> Path:

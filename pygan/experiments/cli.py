@@ -32,6 +32,19 @@ _COMMON_HELP = {
 }
 
 
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: stores into the new one's field after a one-line warning on stderr."""
+
+    def __init__(self, option_strings, dest, new_flag: str, **kwargs):
+        self.new_flag = new_flag
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated and will be removed in the next release; use {self.new_flag}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
     """One flag per field of the dataclass ``config``, as ``python -m pygan train`` derives its own.
 
@@ -39,6 +52,8 @@ def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
     (store_false), one defaulting to False ``--NAME`` (store_true); a tuple becomes comma-separated
     numbers. Help comes from ``field.metadata["help"]`` (or the common options' texts), the shown default
     from ``metadata["default_text"]`` when given. Fields with ``metadata["cli"] is False`` get no flag.
+    ``metadata["deprecated_flags"]`` lists a renamed field's old flags: still accepted for one release
+    (hidden from --help), with a one-line warning on stderr.
 
     Raises:
         TypeError: a field without help (every flag must say what it does).
@@ -63,6 +78,10 @@ def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
         else:
             p.add_argument(f"--{name}", dest=f.name, type=type(f.default), default=f.default,
                            help=f"{help_text} (default: {shown})")
+        for old in f.metadata.get("deprecated_flags", ()):
+            p.add_argument(old, dest=f.name, action=_DeprecatedFlag, new_flag=f"--{name}",
+                           type=_floats if isinstance(f.default, tuple) else type(f.default),
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ against a *fixed* generator, P_g = P_r + N(0, I) (each real batch plus unit Gaus
 authors' toy code does with ``FIXED_GENERATOR``), once per setting: weight clipping with each c in
 ``clips`` (``pygan.optim.ClippedRMSprop``, lr 5e-5) and the gradient penalty (``pygan.gradient_penalty``,
 Adam lr 1e-4, β (0.5, 0.9), λ = 0.1 as in the toy code whose fixed-generator mode drew Figure 1a; the
-paper's image experiments use λ = 10, ``gp_weight=10``). Critic loss L_D = E D(fake) − E D(real)
+paper's image experiments use λ = 10, ``penalty_weight=10``). Critic loss L_D = E D(fake) − E D(real)
 (+ the penalty). Batches of 256, as in the toy code.
 
 * **Depth** (Figure 1b): on the Swiss roll, a deep critic (12 hidden ReLU layers, no BatchNorm). After
@@ -27,11 +27,13 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from pygan import _validate as check
 from pygan.experiments import _common
 from pygan.optim import ClippedRMSprop
 from pygan.penalties import gradient_penalty
@@ -52,9 +54,10 @@ class ClippingConfig:
     surface_steps: int = field(default=1500, metadata={"help": "critic updates per value-surface critic"})
     clips: tuple = field(default=(0.1, 0.01, 0.001), metadata={
         "help": "clipping thresholds c, comma-separated", "default_text": "0.1,0.01,0.001"})
-    gp_weight: float = field(default=0.1, metadata={
+    penalty_weight: float = field(default=0.1, metadata={
         "help": "the penalty's λ", "default_text": "%(default)s, the authors' toy code's; the paper's image "
-                                                  "experiments use 10"})
+                                                  "experiments use 10",
+        "deprecated_flags": ("--gp-weight",)})
     width: int = field(default=512, metadata={"help": "depth critic width"})
     layers: int = field(default=12, metadata={"help": "depth critic hidden layers"})
     surface_width: int = field(default=512, metadata={"help": "value-surface critic width"})
@@ -74,25 +77,39 @@ class ClippingConfig:
     plots: bool = True
 
     def validate(self) -> None:
-        err = _common.ExperimentError
-        for name in ("steps", "surface_steps", "width", "layers", "surface_width", "surface_layers",
-                     "batch_size", "measure_batches", "grid"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise err(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        if not self.clips or any(not (isinstance(c, (int, float)) and math.isfinite(c) and c > 0) for c in self.clips):
-            raise err(f"--clips must be positive finite numbers, got {list(self.clips)!r}")
-        if len(set(self.clips)) != len(self.clips):
-            raise err(f"--clips has repeated values: {list(self.clips)!r}")
-        if not (math.isfinite(self.gp_weight) and self.gp_weight >= 0):
-            raise err(f"--gp-weight must be a finite number >= 0, got {self.gp_weight!r}")
-        for name in ("lr_clip", "lr_gp"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise err(f"--{name.replace('_', '-')} must be a positive number")
-        bad = [d for d in self.datasets if d not in TOY_DATASETS]
-        if bad or not self.datasets:
-            raise err(f"--datasets: unknown {', '.join(map(repr, bad)) or '(none given)'}; "
-                      f"expected some of {', '.join(TOY_DATASETS)}")
+        """Check every option (named by its flag). Raises: ExperimentError."""
+        with _common.options_checked():
+            for name in ("steps", "surface_steps", "width", "layers", "surface_width", "surface_layers",
+                         "batch_size", "measure_batches", "grid"):
+                check.integer(getattr(self, name), _common.flag(name), low=1)
+            if not self.clips:
+                raise _common.ExperimentError("--clips must be one or more positive finite numbers, got none")
+            for c in self.clips:
+                check.number(c, "--clips", low=0, low_open=True)
+            if len(set(self.clips)) != len(self.clips):
+                raise _common.ExperimentError(f"--clips has repeated values: {list(self.clips)!r}")
+            check.number(self.penalty_weight, "--penalty-weight", low=0)
+            for name in ("lr_clip", "lr_gp"):
+                check.number(getattr(self, name), _common.flag(name), low=0, low_open=True)
+            bad = [d for d in self.datasets if d not in TOY_DATASETS]
+            if bad or not self.datasets:
+                raise _common.ExperimentError(f"--datasets: unknown {', '.join(map(repr, bad)) or '(none given)'}; "
+                                              f"expected some of {', '.join(TOY_DATASETS)}")
+
+    @property
+    def gp_weight(self) -> float:
+        """Deprecated name of :attr:`penalty_weight` (for one release)."""
+        warnings.warn("ClippingConfig.gp_weight is deprecated; use penalty_weight", DeprecationWarning, stacklevel=2)
+        return self.penalty_weight
+
+    @gp_weight.setter
+    def gp_weight(self, value: float) -> None:
+        warnings.warn("ClippingConfig.gp_weight is deprecated; use penalty_weight", DeprecationWarning, stacklevel=2)
+        self.penalty_weight = value
+
+
+# The field's old keyword, ClippingConfig(gp_weight=...), still works for one release.
+ClippingConfig.__init__ = check.renamed_keywords("ClippingConfig", gp_weight="penalty_weight")(ClippingConfig.__init__)
 
 
 def _setting_names(clips) -> list[str]:
@@ -177,8 +194,8 @@ def _train(cfg: ClippingConfig, dataset: str, setting: str, width: int, layers: 
         scores = critic(torch.cat([real, fake])).reshape(-1)
         w_loss = scores[b:].mean() - scores[:b].mean()
         loss = w_loss
-        if clip is None and cfg.gp_weight > 0:
-            loss = loss + gradient_penalty(critic, real, fake, weight=cfg.gp_weight, generator=alpha_gen)
+        if clip is None and cfg.penalty_weight > 0:
+            loss = loss + gradient_penalty(critic, real, fake, weight=cfg.penalty_weight, generator=alpha_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -209,7 +226,7 @@ def _measure(cfg: ClippingConfig, critic: nn.Sequential, dataset: str, device, i
         (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
         g_norm = g.double().norm(dim=1)
         in_norms.append(float(g_norm.mean()))
-        penalties.append(float(cfg.gp_weight * ((g_norm - 1) ** 2).mean()))
+        penalties.append(float(cfg.penalty_weight * ((g_norm - 1) ** 2).mean()))
     layer = torch.tensor(norms, dtype=torch.float64).mean(0)
     positive = layer[layer > 0]
     span = float(torch.log10(positive.max() / positive.min())) if positive.numel() == layer.numel() else math.inf

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from pygan import _validate as check
 from pygan import ot
 from pygan.experiments import _common
 
@@ -62,17 +63,16 @@ class WvsJSConfig:
     plots: bool = True
 
     def validate(self) -> None:
-        err = _common.ExperimentError
-        if not self.thetas or any(not math.isfinite(t) for t in self.thetas):
-            raise err(f"--thetas must be finite numbers, got {list(self.thetas)!r}")
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 2:
-            raise err(f"--samples must be an integer >= 2, got {self.samples!r}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k < self.samples:
-            raise err(f"--k must be an integer in [1, samples), got {self.k!r}")
-        if not (math.isfinite(self.bin_width) and self.bin_width > 0):
-            raise err(f"--bin-width must be a positive number, got {self.bin_width!r}")
-        if not math.isfinite(self.growth_theta):
-            raise err(f"--growth-theta must be finite, got {self.growth_theta!r}")
+        """Check every option (named by its flag). Raises: ExperimentError."""
+        with _common.options_checked():
+            if not self.thetas:
+                raise _common.ExperimentError("--thetas must be one or more finite numbers, got none")
+            for t in self.thetas:
+                check.number(t, "--thetas")
+            check.integer(self.samples, "--samples", low=2)
+            check.integer(self.k, "--k", low=1, high=self.samples - 1)  # k < samples: a neighbour besides itself
+            check.number(self.bin_width, "--bin-width", low=0, low_open=True)
+            check.number(self.growth_theta, "--growth-theta")
 
 
 def segments(theta: float, y0: torch.Tensor, y1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from pygan import _validate as check
 from pygan.train.data import TOY_DATASETS
 from pygan.train.losses import LOSSES, spec
 
@@ -125,17 +126,15 @@ def resolve(cfg: TrainConfig, kind: str, dim: int) -> TrainConfig:
 
 
 def check_int(value, name: str, minimum: int) -> int:
-    """``value`` if it is an int >= ``minimum`` (not a bool); ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+    """``value`` if it is an int >= ``minimum``: :func:`pygan._validate.integer` under the trainer's
+    old name (TypeError for a bool, float or str, ValueError ``"name must be an int >= 1, got 0"``)."""
+    return check.integer(value, name, low=minimum)
 
 
 def check_nonnegative(value, name: str) -> float:
-    """``value`` as a float if it is a finite real number >= 0; ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    """``value`` as a float if it is a finite real number >= 0: :func:`pygan._validate.number` with
+    ``low=0`` under the trainer's old name (ValueError ``"name must be a finite number >= 0, got -1.0"``)."""
+    return check.number(value, name, low=0)
 
 
 def _flag(name: str) -> str:

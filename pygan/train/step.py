@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
+from pygan._validate import renamed_keywords
 from pygan.penalties import critic_scores
 from pygan.train import distributed as dist_utils
 from pygan.train.config import check_int, check_nonnegative
@@ -42,14 +43,15 @@ class TrainStep:
     """The training step around the user's own networks, optimisers and data (the arguments are
     :class:`~pygan.train.Trainer`'s of the same names, which documents them)."""
 
-    def __init__(self, generator: nn.Module, critic: nn.Module, g_optimizer: torch.optim.Optimizer,
+    @renamed_keywords("TrainStep", generator="G", critic="D")  # the old names, for one release
+    def __init__(self, G: nn.Module, D: nn.Module, g_optimizer: torch.optim.Optimizer,
                  d_optimizer: torch.optim.Optimizer, data: Iterable[torch.Tensor], *, loss: str = "wgan-gp",
                  latent_shape: int | tuple[int, ...] = 2, n_critic: int | None = None,
                  penalty_weight: float = 10.0, lazy_every: int = 1, instance_noise: float = 0.0,
                  noise_anneal_steps: int | None = None, ema: float = 0.0, lr_decay: str = "none",
                  seed: int = 0, cuda_graphs: bool = False):
         self.spec = spec(loss)
-        self.G, self.D = generator, critic
+        self.G, self.D = G, D
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
         self.data = data
         self._data_iter: Iterator | None = None

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pygan import ot
+from pygan._validate import renamed_keywords
 from pygan.penalties import critic_scores
 from pygan.train import distributed as dist_utils
 from pygan.train.checkpoint import CHECKPOINT, FORMAT, METRICS, RUN_FILES, CheckpointError, RunFiles, check_state, \
@@ -39,8 +40,10 @@ class Trainer(TrainStep):
     """A thin GAN trainer around the user's own networks, optimisers and data.
 
     Args:
-        generator: maps noise [B, *latent_shape] to samples [B, ...].
-        critic: maps samples to one score per sample ([B] or [B, 1]); raw scores, no sigmoid.
+        G: the generator network: maps noise [B, *latent_shape] to samples [B, ...] (the keyword
+            ``generator=`` is its deprecated name, accepted for one release).
+        D: the critic (discriminator) network: maps samples to one score per sample ([B] or [B, 1]);
+            raw scores, no sigmoid (``critic=`` is its deprecated name, accepted for one release).
         g_optimizer, d_optimizer: the optimisers of the generator's and the critic's parameters (for
             WGAN weight clipping, pass a ``pygan.optim.ClippedRMSprop`` as d_optimizer).
         data: an iterable of real batches [B, ...] (an infinite iterator, or re-iterated when it ends).
@@ -71,7 +74,8 @@ class Trainer(TrainStep):
             (``pygan.train.graphs``; ValueError with the reasons where they cannot be captured).
     """
 
-    def __init__(self, generator: nn.Module, critic: nn.Module, g_optimizer: torch.optim.Optimizer,
+    @renamed_keywords("Trainer", generator="G", critic="D")  # the old names, for one release
+    def __init__(self, G: nn.Module, D: nn.Module, g_optimizer: torch.optim.Optimizer,
                  d_optimizer: torch.optim.Optimizer, data: Iterable[torch.Tensor], *, loss: str = "wgan-gp",
                  latent_shape: int | tuple[int, ...] = 2, n_critic: int | None = None,
                  penalty_weight: float = 10.0, lazy_every: int = 1, instance_noise: float = 0.0,
@@ -80,7 +84,7 @@ class Trainer(TrainStep):
                  out: str | Path | None = None, seed: int = 0, config: dict | None = None,
                  plots: bool = True, progress: bool = True, run_lock: RunLock | None = None,
                  cuda_graphs: bool = False):
-        super().__init__(generator, critic, g_optimizer, d_optimizer, data, loss=loss, latent_shape=latent_shape,
+        super().__init__(G, D, g_optimizer, d_optimizer, data, loss=loss, latent_shape=latent_shape,
                          n_critic=n_critic, penalty_weight=penalty_weight, lazy_every=lazy_every,
                          instance_noise=instance_noise, noise_anneal_steps=noise_anneal_steps, ema=ema,
                          lr_decay=lr_decay, seed=seed, cuda_graphs=cuda_graphs)
