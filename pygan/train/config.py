@@ -54,6 +54,15 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     plots: bool = True
+    # conditional models (pygan.train.cond_setup; docs/conditional.md)
+    conditional: bool = False
+    projection: bool = False
+    labels: str = ""
+    infogan_categorical: int | None = None
+    infogan_continuous: int | None = None
+    lambda_info: float = 1.0
+    pix2pix: bool = False
+    lambda_l1: float = 100.0
 
 
 # One line per field: the command line's --help (and the documentation of each option).
@@ -92,6 +101,18 @@ FIELD_HELP = {
     "force": "overwrite a run already in --out (removes only the files a run writes)",
     "progress": "progress bar (tqdm if installed, else a line per evaluation)",
     "plots": "draw the pictures (needs matplotlib)",
+    "conditional": "class-conditional G(z, y) and D(x, y) on labelled data (the toy sets' classes, digits, an "
+                   ".npz with x and y, or --labels); logs w1_per_class (and class_accuracy on images)",
+    "projection": "with --conditional: a projection critic D(x, y) = psi(phi(x)) + <e(y), phi(x)> instead of "
+                  "concatenating e(y) to x",
+    "labels": "with --conditional: a .npy file of N integer labels in [0, K), one per sample of --data",
+    "infogan_categorical": "InfoGAN: a categorical code of K values (K >= 2; labels are not used for training); "
+                           "logs code_accuracy",
+    "infogan_continuous": "InfoGAN: C continuous codes in U(-1, 1) (C >= 1)",
+    "lambda_info": "InfoGAN: λ_info, the weight of the information term",
+    "pix2pix": "pix2pix on paired data (--data outlines, or an .npz with a = inputs and b = targets): U-Net G, "
+               "patch critic, + λ_L1·E|b - G(a)|; logs l1 (held out)",
+    "lambda_l1": "pix2pix: λ_L1, the weight of the L1 term",
 }
 
 
@@ -166,9 +187,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"--lr-decay must be none or linear, got {cfg.lr_decay!r}")
     if not 0 <= cfg.ema < 1:
         raise ValueError(f"--ema must be in [0, 1), got {cfg.ema!r}")
-    if cfg.data not in TOY_DATASETS and not cfg.data.endswith((".npy", ".pt")):
-        raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of {', '.join(TOY_DATASETS)} "
-                         "or a .npy / .pt file")
+    from pygan.train import cond_setup
+
+    cond_setup.validate(cfg)  # the conditional options
+    if cfg.data not in TOY_DATASETS + cond_setup.NAMED_DATA and not cfg.data.endswith((".npy", ".pt", ".npz")):
+        raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of "
+                         f"{', '.join(TOY_DATASETS + cond_setup.NAMED_DATA)} or a .npy / .pt / .npz file")
 
 
 def check_resume_config(saved: dict | None, cfg: dict) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["TOY_DATASETS", "TOY_CLASSES", "toy_centres", "Sampler", "ToySampler", "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
+__all__ = ["TOY_DATASETS", "TOY_CLASSES", "toy_centres", "prepare_samples", "Sampler", "ToySampler", "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
 
 TOY_DATASETS = ("8gaussians", "25gaussians", "swissroll")
 # The number of classes of each toy set (toy_sample(..., return_labels=True)).
@@ -166,17 +166,30 @@ def load_data_file(path: str | Path) -> torch.Tensor:
             raise TypeError(f"data: {path.name} holds a {type(loaded).__name__}; expected a single tensor "
                             "(N x d points or N x C x H x W images)")
         x = loaded
+    return prepare_samples(x, path.name)
+
+
+def prepare_samples(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate loaded samples and map images to [-1, 1] (the checks of :func:`load_data_file`).
+
+    Args:
+        x: N x d points or N x C x H x W images, any real dtype.
+        name: the file's name, for the messages.
+
+    Returns:
+        float32, contiguous: points as given, images mapped to [-1, 1].
+    """
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"data: {path.name} has dtype {x.dtype}; expected real numbers")
+        raise TypeError(f"data: {name} has dtype {x.dtype}; expected real numbers")
     if x.dim() not in (2, 4):
-        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected N x d points or "
+        raise ValueError(f"data: {name} has shape {list(x.shape)}; expected N x d points or "
                          "N x C x H x W images")
     if x.shape[0] < 10 or x[0].numel() == 0:
-        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected at least 10 non-empty samples")
+        raise ValueError(f"data: {name} has shape {list(x.shape)}; expected at least 10 non-empty samples")
     is_uint8 = x.dtype == torch.uint8
     x = x.float()
     if not torch.isfinite(x).all():
-        raise ValueError(f"data: {path.name} contains NaN or infinite values")
+        raise ValueError(f"data: {name} contains NaN or infinite values")
     if x.dim() == 4:
         _, c, h, w = x.shape
         if c not in (1, 3) or h != w or h % 4 or h < 8:
@@ -269,6 +282,11 @@ def make_sampler(data: str, batch_size: int, seed: int, device, eval_samples: in
     if data in TOY_DATASETS:
         held = toy_sample(data, eval_samples, generator=torch.Generator().manual_seed(seed + 1_000_003))
         return ToySampler(data, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
+    if data == "digits" or data.endswith(".npz"):  # labelled data, here without its labels
+        from pygan.train.cond_data import labelled_data
+
+        (x, _), held, _, _ = labelled_data(data, "", seed, eval_samples)
+        return TensorSampler(x, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
     x = load_data_file(data)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
     n_held = max(1, min(eval_samples, x.shape[0] // 5))
