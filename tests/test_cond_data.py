@@ -59,3 +59,37 @@ def test_generator_is_required_and_checked():
         toy_sample("8gaussians", 10, generator=0)
     with pytest.raises(TypeError, match="both by position and by keyword"):
         toy_sample("8gaussians", 10, torch.Generator(), generator=torch.Generator())
+
+
+def test_digits_without_scikit_learn_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from pygan.train import cli
+    from train_fixtures import tiny_args
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn...` now raises ImportError
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    for extra in ([], ["--conditional"]):
+        rc = cli.main(tiny_args(tmp_path / "out", "--data", "digits", *extra))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "--data digits needs scikit-learn" in err[0]
+        assert "pip install scikit-learn" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_digits_and_npz_without_conditions(tmp_path):
+    """digits and an .npz of x, y train an unconditional model too (the labels are left unused)."""
+    pytest.importorskip("sklearn")
+    import numpy as np
+
+    from pygan.train import run
+    from pygan.train.data import digits8
+    from train_fixtures import read_metrics, tiny_config
+
+    x, y = digits8()
+    assert x.shape == (1797, 1, 8, 8) and float(x.min()) == -1.0 and float(x.max()) == 1.0
+    assert y.shape == (1797,) and set(y.tolist()) == set(range(10))
+    trainer = run(tiny_config(tmp_path / "d", data="digits", steps=2, loss="nsgan"))
+    assert trainer.condition is None and read_metrics(tmp_path / "d")[-1]["w1_samples"] == 64
+    np.savez(tmp_path / "xy.npz", x=np.random.default_rng(0).normal(size=(50, 2)), y=np.arange(50) % 2)
+    run(tiny_config(tmp_path / "n", data=str(tmp_path / "xy.npz"), steps=2, loss="nsgan"))
+    assert read_metrics(tmp_path / "n")[-1]["w1_samples"] == 10

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pygan.train.data import TOY_CLASSES, TOY_DATASETS, Sampler, load_data_file, prepare_samples, toy_sample
+from pygan.train.data import TOY_CLASSES, TOY_DATASETS, Sampler, digits8, load_data_file, prepare_samples, toy_sample
 
-__all__ = ["LABELLED_DATASETS", "PAIRED_DATA", "LabelledToySampler", "PairSampler", "digits8", "load_labels",
+__all__ = ["LABELLED_DATASETS", "PAIRED_DATA", "LabelledToySampler", "PairSampler", "load_labels",
            "labelled_data", "paired_data", "split_held_out"]
 
 LABELLED_DATASETS = ("digits",)  # named image sets with labels (beside the toy sets)
@@ -61,19 +61,6 @@ class PairSampler(Sampler):
     def __next__(self):
         rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         return tuple(t[rows] for t in self.draw(self.batch_size * self.world_size))
-
-
-def digits8() -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's bundled digits at their own 8x8: (images [1797, 1, 8, 8] in [-1, 1] (v / 8 - 1),
-    labels [1797] int64 in 0..9). ValueError naming ``--data digits`` when scikit-learn is missing."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ValueError("--data digits needs scikit-learn, an optional dependency (the digits ship with it, "
-                         "no download): pip install scikit-learn") from None
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
-    return x.contiguous(), torch.as_tensor(bunch.target, dtype=torch.int64)
 
 
 def load_labels(path: str, n: int) -> torch.Tensor:

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["TOY_DATASETS", "TOY_CLASSES", "toy_centres", "prepare_samples", "Sampler", "ToySampler", "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
+__all__ = ["TOY_DATASETS", "TOY_CLASSES", "toy_centres", "prepare_samples", "digits8", "Sampler", "ToySampler",
+           "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
 
 TOY_DATASETS = ("8gaussians", "25gaussians", "swissroll")
 # The number of classes of each toy set (toy_sample(..., return_labels=True)).
@@ -203,6 +204,23 @@ def prepare_samples(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.contiguous()
 
 
+def digits8() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled digits at their own 8x8 (``--data digits``): (images [1797, 1, 8, 8] in
+    [-1, 1] (v / 8 - 1), labels [1797] int64 in 0..9).
+
+    Raises:
+        ValueError: naming ``--data digits`` when scikit-learn (an optional dependency) is missing.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ValueError("--data digits needs scikit-learn, an optional dependency (the digits ship with it, "
+                         "no download): pip install scikit-learn") from None
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
+    return x.contiguous(), torch.as_tensor(bunch.target, dtype=torch.int64)
+
+
 class Sampler:
     """An infinite iterator of real batches, with the rank slicing and state of this module's docstring.
 
@@ -282,12 +300,17 @@ def make_sampler(data: str, batch_size: int, seed: int, device, eval_samples: in
     if data in TOY_DATASETS:
         held = toy_sample(data, eval_samples, generator=torch.Generator().manual_seed(seed + 1_000_003))
         return ToySampler(data, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
-    if data == "digits" or data.endswith(".npz"):  # labelled data, here without its labels
-        from pygan.train.cond_data import labelled_data
+    if data == "digits":  # labelled data, here without its labels
+        x, _ = digits8()
+    elif data.endswith(".npz"):
+        from pygan.train.paired import load_labelled_file
 
-        (x, _), held, _, _ = labelled_data(data, "", seed, eval_samples)
-        return TensorSampler(x, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
-    x = load_data_file(data)
+        try:
+            x = prepare_samples(load_labelled_file(data)[0], Path(data).name)
+        except ValueError as exc:
+            raise ValueError(f"--data: {exc}") from None
+    else:
+        x = load_data_file(data)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
     n_held = max(1, min(eval_samples, x.shape[0] // 5))
     held, train = x[perm[:n_held]], x[perm[n_held:]]
