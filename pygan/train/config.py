@@ -68,8 +68,9 @@ class TrainConfig:
 # One line per field: the command line's --help (and the documentation of each option).
 FIELD_HELP = {
     "loss": f"one of: {', '.join(LOSSES)}",
-    "data": f"a toy dataset ({', '.join(TOY_DATASETS)}) or a .npy / .pt file of N x d points or "
-            "N x C x H x W images in [-1, 1] or [0, 255]",
+    "data": f"a toy dataset ({', '.join(TOY_DATASETS)}), digits (8x8, labelled; needs scikit-learn), outlines "
+            "(pairs, --pix2pix) or a .npy / .pt file of N x d points or N x C x H x W images in [-1, 1] or "
+            "[0, 255] (.npz: x and y for --conditional, a and b for --pix2pix)",
     "out": "run directory: metrics.jsonl, checkpoint.pt, config.json, samples.png, w1.png",
     "steps": "generator steps in total (a resumed run continues up to this number)",
     "batch_size": "samples per batch and per process (default: 256 for points, 64 for images)",
