@@ -168,3 +168,23 @@ def test_resume_refuses_other_conditions(tmp_path, capsys):
     run(tiny_config(tmp_path / "A", steps=2, conditional=True))
     rc, err = _main(tiny_args(tmp_path / "A", "--resume", "--steps", "4", "--loss", "wgan-gp"), capsys)
     assert rc == 2 and "conditional" in err
+
+
+def test_resume_of_a_checkpoint_from_before_the_conditional_options(tmp_path):
+    """A checkpoint whose configuration lacks the conditional options resumes when they are at their
+    defaults (they did not exist, so that run trained without them), and is refused otherwise."""
+    import torch
+
+    from pygan.train.config import check_resume_config
+
+    out = tmp_path / "A"
+    run(tiny_config(out, steps=2))
+    state = load_ckpt(out / "checkpoint.pt")
+    old = {k: v for k, v in state["config"].items() if k not in ("conditional", "projection", "labels",
+                                                                 "infogan_categorical", "infogan_continuous",
+                                                                 "lambda_info", "pix2pix", "lambda_l1")}
+    now = dict(state["config"])
+    check_resume_config(old, now)
+    with pytest.raises(ValueError, match="conditional"):
+        check_resume_config(old, dict(now, conditional=True))
+    assert torch.is_tensor(state["generator"]["0.weight"])

@@ -72,7 +72,8 @@ def _assert_same_models(trainer, G, D, rtol=1e-9, atol=1e-11):
 
 
 @pytest.mark.parametrize("loss,projection", [("wgan-gp", False), ("wgan-gp", True), ("nsgan", False),
-                                             ("nsgan-r1", True), ("gan", False), ("wgan-gp-one-sided", False)])
+                                             ("nsgan-r1", True), ("gan", False), ("wgan-gp-one-sided", False),
+                                             ("wgan", False), ("wgan-fd", True)])
 def test_label_condition_matches_its_twin(loss, projection):
     """Three steps of the conditional trainer == the conditional GAN written out: fake with the real
     batch's labels, the penalty w.r.t. x at the same y, the generator on the last batch's labels."""
@@ -103,6 +104,12 @@ def test_label_condition_matches_its_twin(loss, projection):
                 ld = ld + twin_gp(D2, x, fake, alpha, (y,), weight, one_sided=loss.endswith("one-sided"))
             elif loss == "nsgan-r1":
                 ld = ld + twin_r1(D2, x, (y,), weight)
+            elif loss == "wgan-fd":  # pairs (x̂_i, x̂_{i-1}), both scored at y_i
+                alpha = torch.rand(B, generator=gen, dtype=torch.float64)[:, None]
+                x1 = alpha * x + (1 - alpha) * fake
+                x2 = x1.roll(1, 0)
+                slope = (D2(x1, y) - D2(x2, y)).reshape(-1).abs() / (x1 - x2).norm(dim=1)
+                ld = ld + weight * ((slope - 1) ** 2).mean()
             d_opt.zero_grad()
             ld.backward()
             d_opt.step()
@@ -110,7 +117,8 @@ def test_label_condition_matches_its_twin(loss, projection):
         g_opt.zero_grad()
         lg.backward()
         g_opt.step()
-    _assert_same_models(trainer, G2, D2)
+    # wgan-fd computes the slopes in float32 (pygan.fd_penalty), the twin in float64
+    _assert_same_models(trainer, G2, D2, *((1e-5, 1e-7) if loss == "wgan-fd" else (1e-9, 1e-11)))
 
 
 @pytest.mark.parametrize("loss", ["nsgan", "wgan-gp"])

@@ -216,6 +216,9 @@ def check_resume_config(saved: dict | None, cfg: dict) -> None:
         free.add("lazy_every")
     if saved.get("instance_noise") or saved.get("lr_decay", "none") != "none":
         free.discard("steps")  # --steps is then the horizon of a schedule: changing it changes the run
+    # An option newer than the checkpoint is absent from it: at its default it is what that run trained with.
+    defaults = asdict(TrainConfig())
+    free |= {k for k in cfg if k not in saved and k in defaults and cfg[k] == defaults[k]}
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {cfg.get(k)!r}" for k in sorted(set(saved) | set(cfg))
             if k not in free and saved.get(k) != cfg.get(k)]
     if diff:
