@@ -188,3 +188,13 @@ def test_resume_of_a_checkpoint_from_before_the_conditional_options(tmp_path):
     with pytest.raises(ValueError, match="conditional"):
         check_resume_config(old, dict(now, conditional=True))
     assert torch.is_tensor(state["generator"]["0.weight"])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_pix2pix_every_loss(tmp_path, capsys, loss):
+    out = tmp_path / "run"
+    rc, err = _main(tiny_args(out, "--pix2pix", "--data", "outlines", "--loss", loss, "--batch-size", "2",
+                              "--steps", "1", "--eval-samples", "8", "--n-critic", "1"), capsys)
+    assert rc == 0, err
+    rec = read_metrics(out)[-1]
+    assert rec["step"] == 1 and rec["l1"] > 0 and rec["w1"] > 0

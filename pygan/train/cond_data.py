@@ -14,6 +14,7 @@ rows, never trained on).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,16 @@ def labelled_data(data: str, labels: str, seed: int, eval_samples: int):
     return (x[train_rows], y[train_rows]), x[held_rows], y[held_rows], k
 
 
+@functools.lru_cache(maxsize=2)
+def _outlines(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # A few seconds to draw; a process that builds several runs (tests, a resumed run) draws it once.
+    # Callers index it (a copy), so the cached tensors are never changed.
+    from pygan.train.paired import outlines
+
+    a, b, _ = outlines(_OUTLINES_N, side=32, seed=seed)
+    return a, b
+
+
 def paired_data(data: str, seed: int, eval_samples: int, multiple: int):
     """The (a, b) pairs of a pix2pix run: ``outlines`` or an ``.npz`` with ``a`` and ``b``.
 
@@ -160,9 +171,7 @@ def paired_data(data: str, seed: int, eval_samples: int, multiple: int):
         ``(a_train, b_train, a_held, b_held)``.
     """
     if data in PAIRED_DATA:
-        from pygan.train.paired import outlines
-
-        a, b, _ = outlines(_OUTLINES_N, side=32, seed=seed + 1_000_019)
+        a, b = _outlines(seed + 1_000_019)
     elif data.endswith(".npz"):
         from pygan.train.paired import load_paired_file
 
@@ -173,7 +182,8 @@ def paired_data(data: str, seed: int, eval_samples: int, multiple: int):
         name = Path(data).name
         for key, t in (("a", a), ("b", b)):
             if t.shape[1] not in (1, 3):
-                raise ValueError(f"--pix2pix: --data {data!r}: array {key!r} has {t.shape[1]} channels; expected 1 or 3")
+                raise ValueError(f"--pix2pix: --data {data!r}: array {key!r} has {t.shape[1]} channels; "
+                                 "expected 1 or 3")
         a, b = prepare_samples(a, name), prepare_samples(b, name)
     else:
         raise ValueError(f"--pix2pix: --data {data!r} is not paired data; expected {', '.join(PAIRED_DATA)} or an "

@@ -244,7 +244,8 @@ class InfoGANCondition(Condition):
 
     def __init__(self, codes=None, lambda_info: float = 1.0, eval_classes=None, num_classes: int | None = None):
         self.codes = codes
-        if isinstance(lambda_info, bool) or not isinstance(lambda_info, (int, float)) or not 0 <= lambda_info < float("inf"):
+        if isinstance(lambda_info, bool) or not isinstance(lambda_info, (int, float)) \
+                or not 0 <= lambda_info < float("inf"):
             raise ValueError(f"InfoGANCondition: lambda_info: expected a finite number >= 0, got {lambda_info!r}")
         self.lambda_info = float(lambda_info)
         self.eval_classes, self.num_classes = eval_classes, num_classes
