@@ -36,17 +36,17 @@ from pygan.train import TrainConfig, run  # noqa: E402
 
 # name -> (options, steps, metric, target description, check(value) -> bool)
 TARGETS = {
-    "cond-nsgan-8g": (dict(conditional=True, loss="nsgan", data="8gaussians"), 300, "max_w1_per_class", "<= 0.05",
+    "cond-nsgan-8g": (dict(conditional=True, loss="nsgan", data="8gaussians"), 250, "max_w1_per_class", "<= 0.05",
                       lambda v: v <= 0.05),
-    "cond-wgan-gp-8g": (dict(conditional=True, loss="wgan-gp", data="8gaussians"), 300, "max_w1_per_class",
+    "cond-wgan-gp-8g": (dict(conditional=True, loss="wgan-gp", data="8gaussians"), 250, "max_w1_per_class",
                         "<= 0.05", lambda v: v <= 0.05),
-    "cond-nsgan-25g": (dict(conditional=True, loss="nsgan", data="25gaussians"), 500, "max_w1_per_class", "<= 0.1",
+    "cond-nsgan-25g": (dict(conditional=True, loss="nsgan", data="25gaussians"), 400, "max_w1_per_class", "<= 0.1",
                        lambda v: v <= 0.1),
-    "infogan-nsgan-8g": (dict(infogan_categorical=8, loss="nsgan", data="8gaussians"), 300, "code_accuracy",
+    "infogan-nsgan-8g": (dict(infogan_categorical=8, loss="nsgan", data="8gaussians"), 250, "code_accuracy",
                          ">= 0.95 (2 of 3 seeds)", lambda v: v >= 0.95),
-    "cond-nsgan-digits": (dict(conditional=True, loss="nsgan", data="digits"), 600, "class_accuracy", ">= 0.9",
+    "cond-nsgan-digits": (dict(conditional=True, loss="nsgan", data="digits"), 500, "class_accuracy", ">= 0.9",
                           lambda v: v >= 0.9),
-    "pix2pix-nsgan-outlines": (dict(pix2pix=True, loss="nsgan", data="outlines"), 300, "l1_over_mean_l1", "<= 0.2",
+    "pix2pix-nsgan-outlines": (dict(pix2pix=True, loss="nsgan", data="outlines"), 250, "l1_over_mean_l1", "<= 0.2",
                                lambda v: v <= 0.2),
 }
 
