@@ -20,6 +20,28 @@ __all__ = ["NAMED_DATA", "active", "validate", "prepare", "Setup"]
 
 NAMED_DATA = cond_data.LABELLED_DATASETS + cond_data.PAIRED_DATA  # --data names beside the toy sets
 PIX2PIX_WIDTH, PIX2PIX_DEPTH = 16, 4  # the U-Net's first width and levels (sides divisible by 16)
+# Images with a side below this get MLPs on their flattened pixels (--hidden, --layers): at 8x8 the
+# conv nets start from 2x2 maps, and on digits they did not learn in 500 steps (class_accuracy 0.1-0.17,
+# against 0.83 after 300 steps for the MLPs; docs/conditional.md).
+MLP_BELOW = 16
+
+
+def _image_mlp_generator(d_in: int, shape, hidden: int, layers: int):
+    from torch import nn
+
+    from pygan.train.conditional import _mlp_body
+
+    c, h, w = shape
+    return nn.Sequential(*_mlp_body(d_in, hidden, layers), nn.Linear(hidden if layers else d_in, c * h * w), nn.Tanh(),
+                         nn.Unflatten(1, (c, h, w)))
+
+
+def _image_mlp_body(d_in: int, hidden: int, layers: int):
+    from torch import nn
+
+    from pygan.train.conditional import _mlp_body
+
+    return nn.Sequential(nn.Flatten(), *_mlp_body(d_in, hidden, layers))
 
 
 def _infogan(cfg) -> bool:
@@ -88,6 +110,12 @@ def _label_models(sampler, k: int, projection: bool):
             return (C.conditional_mlp_generator(full.latent_dim, k, dim, full.hidden, full.layers),
                     C.conditional_mlp_critic(dim, k, full.hidden, full.layers, projection=projection))
         c, side, _ = sampler.sample_shape
+        if side < MLP_BELOW:
+            e = 8  # the embedding's size, as in the conditional MLPs
+            G = C.ConditionalGenerator(_image_mlp_generator(full.latent_dim + e, (c, side, side), full.hidden,
+                                                            full.layers), k, e)
+            body = _image_mlp_body((c if projection else c + e) * side * side, full.hidden, full.layers)
+            return G, C.ConditionalCritic(body, full.hidden, k, e, projection=projection)
         return (C.conditional_dcgan_generator(full.latent_dim, k, c, side),
                 C.conditional_dcgan_critic(c, side, k, projection=projection))
     return make
@@ -107,6 +135,9 @@ def _infogan_models(sampler, codes_of):
             G = mlp_generator(codes.latent_dim, dim, full.hidden, full.layers)
             return G, InfoGANCritic(_mlp_body(dim, full.hidden, full.layers), full.hidden, codes)
         c, side, _ = sampler.sample_shape
+        if side < MLP_BELOW:
+            return (_image_mlp_generator(codes.latent_dim, (c, side, side), full.hidden, full.layers),
+                    InfoGANCritic(_image_mlp_body(c * side * side, full.hidden, full.layers), full.hidden, codes))
         width = 64
         body = nn.Sequential(nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, 2 * width, 4, 2, 1),
                              nn.LeakyReLU(0.2), nn.Flatten())
