@@ -135,7 +135,7 @@ class CanonicalLoop:
         for p in self.D.parameters():
             p.requires_grad = True
         for _ in range(N_CRITIC):
-            real = self.toy_sample(DATASET, B, self.data_gen)
+            real = self.toy_sample(DATASET, B, generator=self.data_gen)
             with torch.no_grad():
                 fake = G(torch.randn(B, LATENT, generator=self.gen, device=dev))
             d_real = D(real).mean()

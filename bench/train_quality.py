@@ -303,8 +303,8 @@ def sampling_floor(datasets: list[str], n: int = 1000) -> dict:
     for data in datasets:
         w1s, ref_modes = [], []
         for s in range(FLOOR_SEEDS):
-            a = toy_sample(data, n, torch.Generator().manual_seed(10_000 + 2 * s))
-            b = toy_sample(data, n, torch.Generator().manual_seed(10_001 + 2 * s))
+            a = toy_sample(data, n, generator=torch.Generator().manual_seed(10_000 + 2 * s))
+            b = toy_sample(data, n, generator=torch.Generator().manual_seed(10_001 + 2 * s))
             w1s.append(float(ot.emd2_points(a.double(), b.double(), metric="euclidean")))
             ms = mode_stats(a, data)
             if ms:

@@ -89,11 +89,19 @@ def _check_batch(x, name: str, fn: str) -> torch.Tensor:
     return x
 
 
-def _critic_scores(critic: Callable, x: torch.Tensor, fn: str) -> torch.Tensor:
-    """critic(x) checked to be one score per sample, returned flattened to [B]."""
+def _check_critic_args(critic_args, fn: str) -> tuple:
+    """Extra critic inputs (e.g. a conditional critic's labels): a tuple, passed after x."""
+    if not isinstance(critic_args, tuple):
+        raise TypeError(f"{fn}: critic_args: expected a tuple of extra critic inputs, got "
+                        f"{type(critic_args).__name__}")
+    return critic_args
+
+
+def _critic_scores(critic: Callable, x: torch.Tensor, fn: str, critic_args: tuple = ()) -> torch.Tensor:
+    """critic(x, *critic_args) checked to be one score per sample, returned flattened to [B]."""
     check.callable_(critic, "critic", fn, "callable (an nn.Module or a function)")
     _warn_if_batchnorm(critic)
-    out = critic(x)
+    out = critic(x, *critic_args)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{fn}: the critic returned a {type(out).__name__}; expected a tensor of scores")
     batch = x.shape[0]
@@ -120,10 +128,12 @@ def critic_scores(critic: Callable, x: torch.Tensor, caller: str = "critic") -> 
     return _critic_scores(critic, x, caller)
 
 
-def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None, with_scores: bool = False):
+def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None, with_scores: bool = False,
+                 critic_args: tuple = ()):
     """d sum_i critic(x)_i / dx with create_graph=True: row i is the gradient of critic(x_i)
-    (and the scores themselves when ``with_scores``)."""
-    scores = _critic_scores(critic, x, fn)
+    (and the scores themselves when ``with_scores``). The gradient is with respect to x only:
+    ``critic_args`` are held fixed."""
+    scores = _critic_scores(critic, x, fn, critic_args)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not depend on its input (it does not require "
                          "grad; was it computed under torch.no_grad() or from detached tensors?)")
@@ -143,7 +153,7 @@ def _input_grads(critic: Callable, x: torch.Tensor, fn: str, scaler=None, with_s
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                      *args, weight: float | None = None, center: float = 1.0, one_sided: bool = False,
                      alpha: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                     scaler: Any = None, check_alpha: bool = True) -> torch.Tensor:
+                     scaler: Any = None, check_alpha: bool = True, critic_args: tuple = ()) -> torch.Tensor:
     """The WGAN-GP penalty: ``weight * E_i[(||∇D(x̂_i)|| - center)^2]``, x̂ = α·real + (1-α)·fake.
 
     α is drawn U[0, 1) per sample; the norm is per sample over all non-batch dims. real and fake are
@@ -167,6 +177,9 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
         scaler: a ``torch.amp.GradScaler`` when training with mixed precision (module docstring).
         check_alpha: check a given alpha's values lie in [0, 1] (False skips the host sync, for an
             alpha drawn from torch.rand).
+        critic_args: extra inputs passed to the critic after x̂, ``critic(x̂, *critic_args)``, held
+            fixed: for a conditional critic ``D(x, y)`` pass ``critic_args=(y,)``, and the gradient
+            is taken with respect to x only, each sample at its own y (real_i and fake_i share y_i).
 
     weight, center, one_sided and alpha are keyword-only; passing them by position (the former
     signature) still works for one release, with a DeprecationWarning.
@@ -191,12 +204,12 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     _check_scaler(scaler, fn)
     x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator,
                             check_alpha=check_alpha).requires_grad_(True)
-    grads = _input_grads(critic, x_hat, fn, scaler)
+    grads = _input_grads(critic, x_hat, fn, scaler, critic_args=_check_critic_args(critic_args, fn))
     return weight * ops.grad_penalty(grads, center=center, one_sided=one_sided)
 
 
 def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float | None = None, *,
-               scaler: Any = None, return_scores: bool = False):
+               scaler: Any = None, return_scores: bool = False, critic_args: tuple = ()):
     """The zero-centred R1 penalty ``gamma / 2 * E_i ||∇D(real_i)||^2`` (Mescheder et al. 2018).
 
     The factor is **gamma / 2** (the paper's and StyleGAN's convention; some code uses gamma without
@@ -210,6 +223,8 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         scaler: a ``torch.amp.GradScaler`` under mixed precision (module docstring).
         return_scores: also return the critic's scores of ``real`` [B], from the same forward, so
             a caller can reuse them in its loss (one forward instead of two; the trainer does).
+        critic_args: extra critic inputs held fixed, ``critic(real, *critic_args)`` (a conditional
+            critic's labels): the gradient is with respect to ``real`` only.
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters; with
@@ -222,7 +237,8 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     _check_batch(real, "real", fn)
     _check_scaler(scaler, fn)
     x = real.detach().requires_grad_(True)
-    grads, scores = _input_grads(critic, x, fn, scaler, with_scores=True)
+    grads, scores = _input_grads(critic, x, fn, scaler, with_scores=True,
+                                 critic_args=_check_critic_args(critic_args, fn))
     penalty = (gamma / 2) * ops.grad_penalty(grads, center=0.0)
     return (penalty, scores) if return_scores else penalty
 
@@ -266,7 +282,7 @@ def dragan_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
 def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                *args, weight: float | None = None, one_sided: bool = False, alpha: torch.Tensor | None = None,
                generator: torch.Generator | None = None, check_alpha: bool = True,
-               _check_alpha: bool | None = None) -> torch.Tensor:
+               _check_alpha: bool | None = None, critic_args: tuple = ()) -> torch.Tensor:
     """The finite-difference penalty: a Lipschitz penalty with no double backward.
 
     ``weight * E_{x1, x2 ~ P_x̂}[(|D(x1) - D(x2)| / ||x1 - x2|| - 1)^2]``: the slope of the critic
@@ -285,6 +301,9 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         alpha: None (draw) or per-sample weights in [0, 1], as in :func:`gradient_penalty`.
         generator: the torch.Generator alpha is drawn from.
         check_alpha: check a given alpha's values (False skips the host sync).
+        critic_args: extra critic inputs held fixed (a conditional critic's labels y). Both ends of
+            a pair are then scored at the same condition: x̂_i and x̂_{i+1} both at y_i (a second
+            critic evaluation), so the slope is the critic's in x alone.
 
     Returns:
         A 0-d tensor, differentiable with respect to the critic's parameters.
@@ -301,7 +320,8 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         raise ValueError(f"{fn}: a batch of at least 2 samples is needed to form pairs, got {real.shape[0]}")
     check.generator(generator, "generator", fn)
     x_hat = ops.interpolate(real.detach(), fake.detach(), alpha, generator=generator, check_alpha=check_alpha)
-    scores = _critic_scores(critic, x_hat, fn)
+    critic_args = _check_critic_args(critic_args, fn)
+    scores = _critic_scores(critic, x_hat, fn, critic_args)
     if not scores.requires_grad:
         raise ValueError(f"{fn}: the critic's output does not require grad (computed under "
                          "torch.no_grad()?), so the penalty cannot train it")
@@ -310,7 +330,10 @@ def fd_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
         dist = torch.linalg.vector_norm(diff.flatten(1).float(), dim=1) if diff.dim() > 1 else diff.abs().float()
         valid = dist > 0
         safe = torch.where(valid, dist, torch.ones_like(dist))
-    slope = (scores.float() - scores.float().roll(1, 0)).abs() / safe
+    # the pair's other end: the rolled scores, or (conditions) the rolled point scored at this sample's
+    other = scores.float().roll(1, 0) if not critic_args else _critic_scores(critic, x_hat.roll(1, 0), fn,
+                                                                             critic_args).float()
+    slope = (scores.float() - other).abs() / safe
     excess = slope - 1
     per_pair = torch.relu(excess) ** 2 if one_sided else excess**2
     per_pair = torch.where(valid, per_pair, torch.zeros_like(per_pair))

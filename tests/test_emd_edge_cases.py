@@ -211,8 +211,8 @@ def test_clustered_point_clouds_finish_and_match_the_dense_solve():
     # priced with shifted potentials, whose tolerance disagreed with the simplex's, and never ended.
     from pygan.train import toy_sample
 
-    x = toy_sample("8gaussians", 400, torch.Generator().manual_seed(10_000)).double()
-    y = toy_sample("8gaussians", 400, torch.Generator().manual_seed(10_001)).double()
+    x = toy_sample("8gaussians", 400, generator=torch.Generator().manual_seed(10_000)).double()
+    y = toy_sample("8gaussians", 400, generator=torch.Generator().manual_seed(10_001)).double()
     cost, log = ot.emd2_points(x, y, metric="euclidean", log=True)
     assert log["status"] == "optimal"
     w = torch.full((400,), 1 / 400, dtype=F64)

@@ -23,9 +23,9 @@ torch.set_num_threads(1)
 def test_toy_sample_shape_dtype_and_determinism():
     """toy_sample gives float32 [n, 2] and is a pure function of the generator's state."""
     for name in TOY_DATASETS:
-        a = toy_sample(name, 37, torch.Generator().manual_seed(4))
-        b = toy_sample(name, 37, torch.Generator().manual_seed(4))
-        c = toy_sample(name, 37, torch.Generator().manual_seed(5))
+        a = toy_sample(name, 37, generator=torch.Generator().manual_seed(4))
+        b = toy_sample(name, 37, generator=torch.Generator().manual_seed(4))
+        c = toy_sample(name, 37, generator=torch.Generator().manual_seed(5))
         assert a.shape == (37, 2) and a.dtype == torch.float32
         assert torch.equal(a, b)
         assert not torch.equal(a, c)
@@ -34,7 +34,7 @@ def test_toy_sample_shape_dtype_and_determinism():
 
 def test_toy_sample_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="8gaussians.*25gaussians.*swissroll"):
-        toy_sample("moons", 4, torch.Generator())
+        toy_sample("moons", 4, generator=torch.Generator())
 
 
 def _cluster_stats(x, centres):
@@ -46,7 +46,7 @@ def _cluster_stats(x, centres):
 def test_8gaussians_statistics():
     """8 equally likely clusters at radius 2/1.414 on the compass directions, std 0.02/1.414."""
     n = 8000
-    x = toy_sample("8gaussians", n, torch.Generator().manual_seed(0))
+    x = toy_sample("8gaussians", n, generator=torch.Generator().manual_seed(0))
     angles = torch.arange(8, dtype=torch.float64) * math.pi / 4
     centres = torch.stack([angles.cos(), angles.sin()], 1) * 2 / 1.414
     nearest, resid = _cluster_stats(x, centres)
@@ -62,7 +62,7 @@ def test_8gaussians_statistics():
 def test_25gaussians_statistics():
     """25 clusters on the grid {-4, -2, 0, 2, 4}² / 2.828, std 0.05/2.828."""
     n = 25000
-    x = toy_sample("25gaussians", n, torch.Generator().manual_seed(1))
+    x = toy_sample("25gaussians", n, generator=torch.Generator().manual_seed(1))
     grid = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0], dtype=torch.float64)
     centres = torch.cartesian_prod(grid, grid) / 2.828
     nearest, resid = _cluster_stats(x, centres)
@@ -76,7 +76,7 @@ def test_25gaussians_statistics():
 def test_swissroll_statistics():
     """(t cos t, t sin t) + N(0, 0.25²), t ~ U[1.5π, 4.5π], all / 7.5: radius range and distance to the curve."""
     n = 4000
-    x = toy_sample("swissroll", n, torch.Generator().manual_seed(2)).double() * 7.5
+    x = toy_sample("swissroll", n, generator=torch.Generator().manual_seed(2)).double() * 7.5
     r = x.norm(dim=1)
     lo, hi = 1.5 * math.pi, 4.5 * math.pi
     # The extreme radii are the ends of the roll blurred by the noise (a few σ = 0.25 at most).

@@ -216,7 +216,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
     switch = NaNSwitch()
     (G, D, g_opt, d_opt), _ = twin_setup("wgan-gp")
     D = nn.Sequential(D, switch)
-    eval_data = toy_sample("8gaussians", 32, torch.Generator().manual_seed(0))
+    eval_data = toy_sample("8gaussians", 32, generator=torch.Generator().manual_seed(0))
     t = Trainer(G, D, g_opt, d_opt, itertools.cycle(real_batches()), loss="wgan-gp", n_critic=2, eval_data=eval_data,
                 out=tmp_path / "run", eval_every=1, ckpt_every=1, progress=False, plots=False)
     step = t.train_step
@@ -274,7 +274,7 @@ def _nan_gradient_trainer(tmp_path, eval_every):
     switch = NaNGradSwitch()
     (G, D, g_opt, d_opt), _ = twin_setup("nsgan")
     G = nn.Sequential(G, switch)
-    eval_data = toy_sample("8gaussians", 32, torch.Generator().manual_seed(0))
+    eval_data = toy_sample("8gaussians", 32, generator=torch.Generator().manual_seed(0))
     t = Trainer(G, D, g_opt, d_opt, itertools.cycle(real_batches()), loss="nsgan", eval_data=eval_data,
                 out=tmp_path / "run", eval_every=eval_every, ckpt_every=1, progress=False, plots=False)
     step = t.train_step

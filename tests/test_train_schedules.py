@@ -101,7 +101,7 @@ def test_ema_generator_is_the_moving_average_and_evaluation_uses_it():
     """G_ema = d_t·G_ema + (1 - d_t)·G after generator update t, d_t = min(0.9, (1 + t) / (10 + t));
     sample() and evaluate() use G_ema."""
     (G, D, g_opt, d_opt), _ = twin_setup("nsgan", lr=1e-2)
-    eval_data = toy_sample("8gaussians", 32, torch.Generator().manual_seed(0))
+    eval_data = toy_sample("8gaussians", 32, generator=torch.Generator().manual_seed(0))
     t = Trainer(G, D, g_opt, d_opt, itertools.cycle(real_batches()), loss="nsgan", ema=0.9, eval_data=eval_data,
                 progress=False, plots=False)
     ema = [p.detach().clone() for p in G.parameters()]

@@ -168,7 +168,7 @@ def fraction_near(weights: torch.Tensor, c: float, rel: float = 0.01) -> float:
 
 def _batch(dataset: str, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A real batch and the fixed generator's batch: the same points plus N(0, I) noise."""
-    real = toy_sample(dataset, n, gen)
+    real = toy_sample(dataset, n, generator=gen)
     return real, real + torch.randn(real.shape, generator=gen, device=real.device)
 
 
@@ -331,7 +331,7 @@ def run(cfg: ClippingConfig) -> dict:
         if cfg.surfaces:
             # The real points drawn over each dataset's surfaces (a draw of its own: the runs' are unchanged).
             points = {name.split(" ")[0]: toy_sample(name.split(" ")[0], 300,
-                                                     torch.Generator().manual_seed(cfg.seed + 5))
+                                                     generator=torch.Generator().manual_seed(cfg.seed + 5))
                       for name in surface_values}
             plots.surfaces(out / "surfaces.png", surface_values, points, RANGE, cfg.layers, cfg.surface_layers)
         report["wall_seconds"]["plots"] = time.perf_counter() - t0

@@ -7,7 +7,10 @@ user data, with the exact W1 logged, pictures, atomic checkpoints, resume and da
 Modules: ``config`` (the options), ``assemble`` (a run from a config), ``step`` (one training step),
 ``trainer`` (the run around it), ``checkpoint`` (checkpoint and metrics files), ``rundir`` (the run
 directory's lock), ``data``, ``models``, ``losses``, ``graphs`` (CUDA graphs), ``distributed``,
-``plots``, ``progress``, ``cpu`` (threads), ``cli`` (the command line). See docs/train.md.
+``plots``, ``progress``, ``cpu`` (threads), ``cli`` (the command line). Conditional models (a class-
+conditional GAN, InfoGAN, pix2pix): ``cond_setup``, ``cond_step``, ``cond_data``, ``cond_eval``,
+``cond_plots`` on ``conditional``, ``infogan``, ``pix2pix``, ``paired``, ``cond_metrics``
+(docs/conditional.md). See docs/train.md.
 """
 
 from pygan.train.assemble import build, make_optimizers, run

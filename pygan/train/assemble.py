@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from pygan._device import parse_device
+from pygan.train import cond_setup
 from pygan.train import distributed as dist_utils
 from pygan.train.checkpoint import CHECKPOINT, RUN_FILES, read_checkpoint
 from pygan.train.config import TrainConfig, check_resume_config, resolve, validate
@@ -139,7 +140,9 @@ def build(cfg: TrainConfig) -> Trainer:
 def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: RunLock | None) -> Trainer:
     out, existing = _check_out(cfg)
     # The data decides the defaults (points or images), so it is loaded first; the batch is set after.
-    sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world)
+    setup = cond_setup.prepare(cfg, device, rank, world)  # a conditional model's data and models (or None)
+    sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world) \
+        if setup is None else (setup.sampler, setup.held)
     full = resolve(cfg, sampler.kind, sampler.sample_shape[0] if sampler.kind == "points" else 0)
     sampler.batch_size = full.batch_size
     # Every rank has checked --out (and the data is valid) before rank 0 changes anything there.
@@ -151,7 +154,9 @@ def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: 
         remove_stale_temporaries(out, RUN_FILES, everything=cfg.force)
     s = spec(full.loss)
     torch.manual_seed(full.seed)  # the models' initialisation (the same on every rank)
-    if sampler.kind == "points":
+    if setup is not None:
+        G, D = setup.models(full)
+    elif sampler.kind == "points":
         dim = sampler.sample_shape[0]
         G = mlp_generator(full.latent_dim, dim, full.hidden, full.layers)
         D = mlp_critic(dim, full.hidden, full.layers)
@@ -171,7 +176,8 @@ def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: 
                       lr_decay=full.lr_decay,
                       eval_data=held, eval_every=full.eval_every, ckpt_every=full.ckpt_every, out=out,
                       seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress,
-                      run_lock=lock, cuda_graphs=full.cuda_graphs)
+                      run_lock=lock, cuda_graphs=full.cuda_graphs,
+                      condition=setup.condition if setup is not None else None)
     if cfg.resume:
         state = read_checkpoint(out / CHECKPOINT)
         check_resume_config(state.get("config") if isinstance(state, dict) else None, saved_config)

@@ -33,7 +33,7 @@ __all__ = ["CHECKPOINT", "METRICS", "RUN_FILES", "FORMAT", "CheckpointError", "C
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 # Files a run writes into OUT: --force removes exactly these, nothing else.
-RUN_FILES = (CHECKPOINT, METRICS, "config.json", "samples.png", "w1.png")
+RUN_FILES = (CHECKPOINT, METRICS, "config.json", "samples.png", "w1.png", "traversal.png")
 FORMAT = 2  # the trainer's checkpoint layout (Trainer.state_dict); 2 adds "checksum", 1 is still read
 _NO_FALLBACK = "no earlier checkpoint of this run is kept: restore a copy of it, or start again with --force"
 

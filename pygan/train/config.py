@@ -55,13 +55,23 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     plots: bool = True
+    # conditional models (pygan.train.cond_setup; docs/conditional.md)
+    conditional: bool = False
+    projection: bool = False
+    labels: str = ""
+    infogan_categorical: int | None = None
+    infogan_continuous: int | None = None
+    lambda_info: float = 1.0
+    pix2pix: bool = False
+    lambda_l1: float = 100.0
 
 
 # One line per field: the command line's --help (and the documentation of each option).
 FIELD_HELP = {
     "loss": f"one of: {', '.join(LOSSES)}",
-    "data": f"a toy dataset ({', '.join(TOY_DATASETS)}) or a .npy / .pt file of N x d points or "
-            "N x C x H x W images in [-1, 1] or [0, 255]",
+    "data": f"a toy dataset ({', '.join(TOY_DATASETS)}), digits (8x8, labelled; needs scikit-learn), outlines "
+            "(pairs, --pix2pix) or a .npy / .pt file of N x d points or N x C x H x W images in [-1, 1] or "
+            "[0, 255] (.npz: x and y for --conditional, a and b for --pix2pix)",
     "out": "run directory: metrics.jsonl, checkpoint.pt, config.json, samples.png, w1.png",
     "steps": "generator steps in total (a resumed run continues up to this number)",
     "batch_size": "samples per batch and per process (default: 256 for points, 64 for images)",
@@ -78,8 +88,8 @@ FIELD_HELP = {
            "evaluation and pictures then use the average",
     "lr_decay": "none, or linear: both learning rates fall linearly to 0 at the last step",
     "latent_dim": "noise dimension (default: 2 for 2-D points, d for d-dimensional points, 100 for images)",
-    "hidden": "width of the MLPs' hidden layers (points)",
-    "layers": "hidden layers of the MLPs (points)",
+    "hidden": "width of the MLPs' hidden layers (points; conditional models also images under 16 px)",
+    "layers": "hidden layers of the MLPs (points; conditional models also images under 16 px)",
     "eval_every": "evaluate the exact W1 every this many generator steps",
     "eval_samples": "N generated vs N held-out real samples for the exact W1",
     "ckpt_every": "write checkpoint.pt (and the pictures) every this many generator steps",
@@ -93,6 +103,18 @@ FIELD_HELP = {
     "force": "overwrite a run already in --out (removes only the files a run writes)",
     "progress": "progress bar (tqdm if installed, else a line per evaluation)",
     "plots": "draw the pictures (needs matplotlib)",
+    "conditional": "class-conditional G(z, y) and D(x, y) on labelled data (the toy sets' classes, digits, an "
+                   ".npz with x and y, or --labels); logs w1_per_class (and class_accuracy on images)",
+    "projection": "with --conditional: a projection critic D(x, y) = psi(phi(x)) + <e(y), phi(x)> instead of "
+                  "concatenating e(y) to x",
+    "labels": "with --conditional: a .npy file of N integer labels in [0, K), one per sample of --data",
+    "infogan_categorical": "InfoGAN: a categorical code of K values (K >= 2; labels are not used for training); "
+                           "logs code_accuracy",
+    "infogan_continuous": "InfoGAN: C continuous codes in U(-1, 1) (C >= 1)",
+    "lambda_info": "InfoGAN: λ_info, the weight of the information term",
+    "pix2pix": "pix2pix on paired data (--data outlines, or an .npz with a = inputs and b = targets): U-Net G, "
+               "patch critic, + λ_L1·E|b - G(a)|; logs l1 (held out)",
+    "lambda_l1": "pix2pix: λ_L1, the weight of the L1 term",
 }
 
 
@@ -165,9 +187,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"--lr-decay must be none or linear, got {cfg.lr_decay!r}")
     if not 0 <= cfg.ema < 1:
         raise ValueError(f"--ema must be in [0, 1), got {cfg.ema!r}")
-    if cfg.data not in TOY_DATASETS and not cfg.data.endswith((".npy", ".pt")):
-        raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of {', '.join(TOY_DATASETS)} "
-                         "or a .npy / .pt file")
+    from pygan.train import cond_setup
+
+    cond_setup.validate(cfg)  # the conditional options
+    if cfg.data not in TOY_DATASETS + cond_setup.NAMED_DATA and not cfg.data.endswith((".npy", ".pt", ".npz")):
+        raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of "
+                         f"{', '.join(TOY_DATASETS + cond_setup.NAMED_DATA)} or a .npy / .pt / .npz file")
 
 
 def check_resume_config(saved: dict | None, cfg: dict) -> None:
@@ -190,6 +215,9 @@ def check_resume_config(saved: dict | None, cfg: dict) -> None:
         free.add("lazy_every")
     if saved.get("instance_noise") or saved.get("lr_decay", "none") != "none":
         free.discard("steps")  # --steps is then the horizon of a schedule: changing it changes the run
+    # An option newer than the checkpoint is absent from it: at its default it is what that run trained with.
+    defaults = asdict(TrainConfig())
+    free |= {k for k in cfg if k not in saved and k in defaults and cfg[k] == defaults[k]}
     diff = [f"{k}: checkpoint {saved.get(k)!r}, now {cfg.get(k)!r}" for k in sorted(set(saved) | set(cfg))
             if k not in free and saved.get(k) != cfg.get(k)]
     if diff:

@@ -29,22 +29,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["TOY_DATASETS", "Sampler", "ToySampler", "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
+__all__ = ["TOY_DATASETS", "TOY_CLASSES", "toy_centres", "prepare_samples", "digits8", "Sampler", "ToySampler",
+           "TensorSampler", "load_data_file", "toy_sample", "make_sampler"]
 
 TOY_DATASETS = ("8gaussians", "25gaussians", "swissroll")
+# The number of classes of each toy set (toy_sample(..., return_labels=True)).
+TOY_CLASSES = {"8gaussians": 8, "25gaussians": 25, "swissroll": 3}
 
 
-def toy_sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
+def toy_sample(name: str, n: int, *args, generator: torch.Generator | None = None,
+               return_labels: bool = False):
     """Draw n points [n, 2] (float32, on the generator's device) from a toy distribution.
 
     Args:
         name: one of :data:`TOY_DATASETS`.
         n: number of points.
-        generator: the torch.Generator to draw from.
+        generator: the torch.Generator to draw from, keyword-only (by position: deprecated, a
+            DeprecationWarning, for one release).
+        return_labels: also return each point's class (:data:`TOY_CLASSES`): the index of its
+            Gaussian for 8gaussians / 25gaussians, and for swissroll the half-turn of the roll the
+            point was drawn on (0, 1 or 2: its angle t in [1.5π, 4.5π) cut into three ranges of π).
+            The points drawn are the same with or without labels.
 
     Returns:
-        A float32 tensor of shape [n, 2].
+        A float32 tensor of shape [n, 2]; with ``return_labels``, the pair (points, int64 labels [n]).
     """
+    if args:
+        from pygan import _validate
+
+        generator = _validate.deprecated_positional(args, {"generator": None}, "toy_sample",
+                                                    {"generator": generator})["generator"]
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"toy_sample: generator: expected a torch.Generator (keyword-only), "
+                        f"got {type(generator).__name__}")
+    pts, labels = _toy(name, n, generator)
+    return (pts, labels) if return_labels else pts
+
+
+def _toy(name: str, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     dev = generator.device
     if name == "8gaussians":
         s = 1 / math.sqrt(2)
@@ -52,20 +74,33 @@ def toy_sample(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
                                dtype=torch.float32, device=dev) * 2
         idx = torch.randint(8, (n,), generator=generator, device=dev)
         pts = torch.randn(n, 2, generator=generator, device=dev) * 0.02 + centres[idx]
-        return pts / 1.414
+        return pts / 1.414, idx
     if name == "25gaussians":
         grid = torch.arange(-2, 3, dtype=torch.float32, device=dev) * 2
         centres = torch.cartesian_prod(grid, grid)
         idx = torch.randint(25, (n,), generator=generator, device=dev)
         pts = torch.randn(n, 2, generator=generator, device=dev) * 0.05 + centres[idx]
-        return pts / 2.828
+        return pts / 2.828, idx
     if name == "swissroll":
         # sklearn.datasets.make_swiss_roll: t = 1.5π(1 + 2u), (x, y, z) = (t cos t, 21 v, t sin t) + 0.25·noise
-        t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator, device=dev))
+        u = torch.rand(n, generator=generator, device=dev)
+        t = 1.5 * math.pi * (1 + 2 * u)
         noise = torch.randn(n, 2, generator=generator, device=dev) * 0.25
         pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) + noise
-        return pts / 7.5
+        # t spans 3π: three half-turns, t in [1.5π + kπ, 2.5π + kπ) is class k (u in [k/3, (k+1)/3)).
+        return pts / 7.5, (u * 3).long().clamp_(0, 2)
     raise ValueError(f"unknown toy dataset {name!r}; expected one of {', '.join(TOY_DATASETS)}")
+
+
+def toy_centres(name: str) -> torch.Tensor | None:
+    """The class centres [K, 2] of a toy set in its output coordinates (None for swissroll)."""
+    if name == "8gaussians":
+        s = 1 / math.sqrt(2)
+        return torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)]) * 2 / 1.414
+    if name == "25gaussians":
+        grid = torch.arange(-2, 3, dtype=torch.float32) * 2
+        return torch.cartesian_prod(grid, grid) / 2.828
+    return None
 
 
 def _check_npy_magic(path: Path) -> None:
@@ -132,17 +167,30 @@ def load_data_file(path: str | Path) -> torch.Tensor:
             raise TypeError(f"data: {path.name} holds a {type(loaded).__name__}; expected a single tensor "
                             "(N x d points or N x C x H x W images)")
         x = loaded
+    return prepare_samples(x, path.name)
+
+
+def prepare_samples(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate loaded samples and map images to [-1, 1] (the checks of :func:`load_data_file`).
+
+    Args:
+        x: N x d points or N x C x H x W images, any real dtype.
+        name: the file's name, for the messages.
+
+    Returns:
+        float32, contiguous: points as given, images mapped to [-1, 1].
+    """
     if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"data: {path.name} has dtype {x.dtype}; expected real numbers")
+        raise TypeError(f"data: {name} has dtype {x.dtype}; expected real numbers")
     if x.dim() not in (2, 4):
-        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected N x d points or "
+        raise ValueError(f"data: {name} has shape {list(x.shape)}; expected N x d points or "
                          "N x C x H x W images")
     if x.shape[0] < 10 or x[0].numel() == 0:
-        raise ValueError(f"data: {path.name} has shape {list(x.shape)}; expected at least 10 non-empty samples")
+        raise ValueError(f"data: {name} has shape {list(x.shape)}; expected at least 10 non-empty samples")
     is_uint8 = x.dtype == torch.uint8
     x = x.float()
     if not torch.isfinite(x).all():
-        raise ValueError(f"data: {path.name} contains NaN or infinite values")
+        raise ValueError(f"data: {name} contains NaN or infinite values")
     if x.dim() == 4:
         _, c, h, w = x.shape
         if c not in (1, 3) or h != w or h % 4 or h < 8:
@@ -154,6 +202,23 @@ def load_data_file(path: str | Path) -> torch.Tensor:
         elif lo < -1 or hi > 1:
             raise ValueError(f"data: image values span [{lo:g}, {hi:g}]; expected [-1, 1] or [0, 255]")
     return x.contiguous()
+
+
+def digits8() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled digits at their own 8x8 (``--data digits``): (images [1797, 1, 8, 8] in
+    [-1, 1] (v / 8 - 1), labels [1797] int64 in 0..9).
+
+    Raises:
+        ValueError: naming ``--data digits`` when scikit-learn (an optional dependency) is missing.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ValueError("--data digits needs scikit-learn, an optional dependency (the digits ship with it, "
+                         "no download): pip install scikit-learn") from None
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
+    return x.contiguous(), torch.as_tensor(bunch.target, dtype=torch.int64)
 
 
 class Sampler:
@@ -201,7 +266,7 @@ class ToySampler(Sampler):
         self.sample_shape = (2,)
 
     def draw(self, n: int) -> torch.Tensor:
-        return toy_sample(self.name, n, self.generator)
+        return toy_sample(self.name, n, generator=self.generator)
 
 
 class TensorSampler(Sampler):
@@ -233,9 +298,19 @@ def make_sampler(data: str, batch_size: int, seed: int, device, eval_samples: in
         (sampler, held_out) with held_out on ``device``.
     """
     if data in TOY_DATASETS:
-        held = toy_sample(data, eval_samples, torch.Generator().manual_seed(seed + 1_000_003))
+        held = toy_sample(data, eval_samples, generator=torch.Generator().manual_seed(seed + 1_000_003))
         return ToySampler(data, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
-    x = load_data_file(data)
+    if data == "digits":  # labelled data, here without its labels
+        x, _ = digits8()
+    elif data.endswith(".npz"):
+        from pygan.train.paired import load_labelled_file
+
+        try:
+            x = prepare_samples(load_labelled_file(data)[0], Path(data).name)
+        except ValueError as exc:
+            raise ValueError(f"--data: {exc}") from None
+    else:
+        x = load_data_file(data)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
     n_held = max(1, min(eval_samples, x.shape[0] // 5))
     held, train = x[perm[:n_held]], x[perm[n_held:]]

@@ -43,6 +43,8 @@ def _int(value, name: str, where: str, minimum: int) -> int:
 def _norm(kind: str, channels: int) -> nn.Module:
     # Instance norm rather than the paper's batch norm: it keeps every sample independent of the rest
     # of the batch (so a gradient penalty stays per sample and data-parallel runs equal one process).
+    # The convolution before it has no bias: the norm subtracts the mean, so a bias would get a
+    # gradient of exactly 0 up to rounding, which Adam turns into steps of either sign.
     return nn.InstanceNorm2d(channels, affine=True) if kind == "instance" else nn.Identity()
 
 
@@ -71,7 +73,8 @@ class UNetGenerator(nn.Module):
         for i, w in enumerate(widths):
             # no norm on the first level (as in the paper) nor the innermost (it may be 1x1)
             use = norm if 0 < i < self.depth - 1 else "none"
-            self.down.append(nn.Sequential(nn.Conv2d(c, w, 4, 2, 1), _norm(use, w), nn.LeakyReLU(0.2)))
+            self.down.append(nn.Sequential(nn.Conv2d(c, w, 4, 2, 1, bias=use != "instance"), _norm(use, w),
+                                           nn.LeakyReLU(0.2)))
             c = w
         self.up = nn.ModuleList()
         for i in reversed(range(self.depth)):
@@ -80,7 +83,8 @@ class UNetGenerator(nn.Module):
                 self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, out_channels, 4, 2, 1), nn.Tanh()))
             else:
                 w = widths[i - 1]
-                self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, w, 4, 2, 1), _norm(norm, w), nn.ReLU()))
+                self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, w, 4, 2, 1, bias=norm != "instance"),
+                                             _norm(norm, w), nn.ReLU()))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if a.dim() != 4 or a.shape[2] % 2 ** self.depth or a.shape[3] % 2 ** self.depth:
@@ -125,7 +129,8 @@ class PatchCritic(nn.Module):
         for i in range(layers + 1):
             w = min(width * 2 ** i, 8 * width)
             stride = 2 if i < layers else 1
-            mods += [nn.Conv2d(c, w, 4, stride, 1), _norm(norm if i else "none", w), nn.LeakyReLU(0.2)]
+            use = norm if i else "none"
+            mods += [nn.Conv2d(c, w, 4, stride, 1, bias=use != "instance"), _norm(use, w), nn.LeakyReLU(0.2)]
             c = w
         mods.append(nn.Conv2d(c, 1, 4, 1, 1))
         self.net = nn.Sequential(*mods)

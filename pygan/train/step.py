@@ -49,7 +49,7 @@ class TrainStep:
                  latent_shape: int | tuple[int, ...] = 2, n_critic: int | None = None,
                  penalty_weight: float = 10.0, lazy_every: int = 1, instance_noise: float = 0.0,
                  noise_anneal_steps: int | None = None, ema: float = 0.0, lr_decay: str = "none",
-                 seed: int = 0, cuda_graphs: bool = False):
+                 seed: int = 0, cuda_graphs: bool = False, condition=None):
         self.spec = spec(loss)
         self.G, self.D = G, D
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
@@ -89,6 +89,10 @@ class TrainStep:
         dist_utils.broadcast_parameters(self.D)
         if self.G_ema is not None:
             dist_utils.broadcast_parameters(self.G_ema)
+        # A conditional model (pygan.train.cond_step): its updates replace the plain ones below.
+        self.condition = condition
+        if condition is not None:
+            condition.attach(self)
 
     def last_checkpoint_text(self) -> str:
         """Where the last good checkpoint is, for error messages (the Trainer knows; a bare step does not)."""
@@ -139,6 +143,8 @@ class TrainStep:
 
     def _critic_update(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
         """One critic update: L_D(real, G(z)) + the penalty when due. Returns (loss, penalty), detached."""
+        if self.condition is not None:
+            return self.condition.critic_update(self, sigma)
         real = self._last_real = self._next_real()
         self._batch = real.shape[0]
         if self.graphs is not None and self.graphs.captured:
@@ -165,6 +171,8 @@ class TrainStep:
 
     def _generator_update(self, sigma: float, batch: int) -> torch.Tensor:
         """One generator update on ``batch`` fresh samples. Returns the loss, detached."""
+        if self.condition is not None:
+            return self.condition.generator_update(self, sigma, batch)
         if self.graphs is not None and self.graphs.captured:
             return self.graphs.generator_update()
         # No critic weight gradients in the generator's backward (and a user's frozen ones stay frozen).

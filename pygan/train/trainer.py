@@ -72,6 +72,10 @@ class Trainer(TrainStep):
             :meth:`fit` runs, and a second trainer on the same directory is refused.
         cuda_graphs: replay the critic and generator updates as CUDA graphs after a few eager steps
             (``pygan.train.graphs``; ValueError with the reasons where they cannot be captured).
+        condition: None, or a conditional model's :class:`pygan.train.cond_step.Condition`
+            (``LabelCondition``: G(z, y), D(x, y) and data of (x, y) batches; ``InfoGANCondition``;
+            ``Pix2PixCondition``: G(a), D(a, b) and data of (a, b) pairs, eval_data the targets b).
+            Its updates, metrics and pictures replace the plain ones (docs/conditional.md).
     """
 
     @renamed_keywords("Trainer", generator="G", critic="D")  # the old names, for one release
@@ -83,11 +87,11 @@ class Trainer(TrainStep):
                  eval_data: torch.Tensor | None = None, eval_every: int = 100, ckpt_every: int = 500,
                  out: str | Path | None = None, seed: int = 0, config: dict | None = None,
                  plots: bool = True, progress: bool = True, run_lock: RunLock | None = None,
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, condition=None):
         super().__init__(G, D, g_optimizer, d_optimizer, data, loss=loss, latent_shape=latent_shape,
                          n_critic=n_critic, penalty_weight=penalty_weight, lazy_every=lazy_every,
                          instance_noise=instance_noise, noise_anneal_steps=noise_anneal_steps, ema=ema,
-                         lr_decay=lr_decay, seed=seed, cuda_graphs=cuda_graphs)
+                         lr_decay=lr_decay, seed=seed, cuda_graphs=cuda_graphs, condition=condition)
         self.eval_every = check_int(eval_every, "eval_every", 1)
         self.ckpt_every = check_int(ckpt_every, "ckpt_every", 1)
         self.out = Path(out) if out is not None else None
@@ -130,7 +134,10 @@ class Trainer(TrainStep):
                   "step_time": s["time"] / n if s["n"] else None, "sigma": self.sigma(),
                   "w1": None, "w1_samples": 0, "w1_space": None, "critic_estimate": None}
         self._sums = self._zero_sums()
-        if self.eval_data is not None and self.rank == 0:
+        if self.eval_data is not None and self.rank == 0 and self.condition is not None:
+            self._check_weights()
+            record.update(self.condition.evaluate(self))  # w1, w1_per_class, code_accuracy, l1, ...
+        elif self.eval_data is not None and self.rank == 0:
             self._check_weights()
             fake = self.sample(z=self.eval_z)
             real = self.eval_data
@@ -144,6 +151,8 @@ class Trainer(TrainStep):
 
     def sample(self, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """Generated samples (from the EMA generator when ema > 0), without gradients."""
+        if self.condition is not None:  # random labels / codes (the condition's own sample() takes them)
+            return self.condition.sample(self, n, z)
         g = self.G_ema if self.G_ema is not None else self.G
         if z is None:
             z = torch.randn((n or 1, *self.latent_shape), generator=self._sample_gen, device=self.device,
@@ -249,6 +258,9 @@ class Trainer(TrainStep):
                 print("pygan train: matplotlib is not installed, so no pictures are drawn "
                       "(pip install matplotlib, or 'pygan-torch[plot]')", file=sys.stderr)
                 self._warned_plots = True
+            return
+        if self.condition is not None:  # per-class rows, traversals, pix2pix triplets
+            self.condition.draw(self)
             return
         plots.draw_run(self.out, self.spec.name, self.step, self.eval_data, self.sample(z=self.eval_z), self.D,
                        self.history)
