@@ -12,6 +12,7 @@
 
 #include "emd/duals.h"
 #include "emd/emd.h"
+#include "emd/internal.h"
 #include "emd/network_simplex.h"
 
 namespace pygan::emd {
@@ -35,127 +36,7 @@ ParallelFor serial_for() {
 
 namespace {
 
-// One row of costs at a time: the matrix row itself, or computed from the points into a buffer.
-class CostRows {
- public:
-  CostRows(const Costs& costs, int64_t m) : c_(costs), m_(m) {}
-
-  const double* row(int64_t i, double* buffer) const {
-    if (c_.matrix) return c_.matrix + i * m_;
-    const int64_t d = c_.dim;
-    const double* xi = c_.x + i * d;
-    const double* y = c_.y;
-    if (d == 2) {  // the common case, written so that the loop vectorises
-      const double x0 = xi[0], x1 = xi[1];
-      for (int64_t j = 0; j < m_; ++j) {
-        const double d0 = x0 - y[2 * j], d1 = x1 - y[2 * j + 1];
-        buffer[j] = d0 * d0 + d1 * d1;
-      }
-    } else {
-      for (int64_t j = 0; j < m_; ++j) {
-        double s = 0.0;
-        for (int64_t k = 0; k < d; ++k) {
-          const double t = xi[k] - y[j * d + k];
-          s += t * t;
-        }
-        buffer[j] = s;
-      }
-    }
-    finish(buffer);
-    if (c_.metric != Metric::SqEuclidean) {
-      // Finite points whose squared distance overflows (coordinates above ~1e154): the distance
-      // itself may still be finite, so recompute those pairs with scaling.
-      for (int64_t j = 0; j < m_; ++j)
-        if (std::isinf(buffer[j])) buffer[j] = scaled(i, j);
-    }
-    return buffer;
-  }
-
-  double at(int64_t i, int64_t j) const {
-    if (c_.matrix) return c_.matrix[i * m_ + j];
-    double s = 0.0;
-    for (int64_t k = 0; k < c_.dim; ++k) {
-      const double t = c_.x[i * c_.dim + k] - c_.y[j * c_.dim + k];
-      s += t * t;
-    }
-    const double c = metric(s);
-    return std::isinf(c) && c_.metric != Metric::SqEuclidean ? scaled(i, j) : c;
-  }
-
- private:
-  // ||x_i - y_j||^p computed as s * ||(x_i - y_j) / s||, s = the largest |coordinate difference|.
-  double scaled(int64_t i, int64_t j) const {
-    const double* xi = c_.x + i * c_.dim;
-    const double* yj = c_.y + j * c_.dim;
-    double s = 0.0;
-    for (int64_t k = 0; k < c_.dim; ++k) s = std::max(s, std::fabs(xi[k] - yj[k]));
-    if (!(s > 0) || std::isinf(s)) return s;
-    double t = 0.0;
-    for (int64_t k = 0; k < c_.dim; ++k) {
-      const double d = (xi[k] - yj[k]) / s;
-      t += d * d;
-    }
-    const double norm = s * std::sqrt(t);
-    return c_.metric == Metric::Euclidean ? norm : std::pow(norm, c_.p);
-  }
-
-  double metric(double sq) const {
-    switch (c_.metric) {
-      case Metric::SqEuclidean: return sq;
-      case Metric::Euclidean: return std::sqrt(sq);
-      case Metric::Power: return std::pow(sq, 0.5 * c_.p);
-    }
-    return sq;
-  }
-  void finish(double* buffer) const {  // squared distances -> costs, one metric branch per row
-    if (c_.metric == Metric::Euclidean) {
-      for (int64_t j = 0; j < m_; ++j) buffer[j] = std::sqrt(buffer[j]);
-    } else if (c_.metric == Metric::Power) {
-      const double half_p = 0.5 * c_.p;
-      for (int64_t j = 0; j < m_; ++j) buffer[j] = std::pow(buffer[j], half_p);
-    }
-  }
-
-  const Costs& c_;
-  int64_t m_;
-};
-
-// The k smallest keys seen, with their indices: a binary max-heap on key (worst at [0]), so a
-// push costs O(log k). Callers may keep `size` between pushes and rebuild the view from it.
-struct SmallestK {
-  double* key;
-  int32_t* idx;
-  int32_t k, size = 0;
-  void push(double value, int32_t index) {
-    if (size < k) {  // sift up
-      int32_t at = size++;
-      while (at > 0) {
-        const int32_t up = (at - 1) / 2;
-        if (!(key[up] < value)) break;
-        key[at] = key[up];
-        idx[at] = idx[up];
-        at = up;
-      }
-      key[at] = value;
-      idx[at] = index;
-      return;
-    }
-    if (!(value < key[0])) return;
-    int32_t at = 0;  // replace the worst, sift down
-    for (;;) {
-      const int32_t left = 2 * at + 1;
-      if (left >= size) break;
-      const int32_t child = (left + 1 < size && key[left + 1] > key[left]) ? left + 1 : left;
-      if (!(key[child] > value)) break;
-      key[at] = key[child];
-      idx[at] = idx[child];
-      at = child;
-    }
-    key[at] = value;
-    idx[at] = index;
-  }
-  double threshold() const { return size < k ? std::numeric_limits<double>::infinity() : key[0]; }
-};
+constexpr int64_t kAssignmentMax = 128;
 
 struct Active {
   std::vector<int32_t> rows, cols;     // original indices of positive-mass rows / columns
@@ -195,6 +76,18 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   for (int64_t j = 0; j < m; ++j) b_scaled[j] = b[j] * scale;
   for (int32_t c = 0; c < ma; ++c) demand[c] = b_scaled[act.cols[c]];
 
+  // The choice of strategy (measurements in docs/ot.md, "Performance"):
+  // - uniform square, up to kAssignmentMax: the assignment solver (NOTE: [Assignment start]),
+  //   its certificate checked; should it fail (costs spanning many orders of magnitude), the
+  //   network simplex below solves the problem instead. Not with an iteration limit or a warm
+  //   start, which are the simplex's own options.
+  const bool warm = options.init_u != nullptr && options.init_v != nullptr;
+  if (options.max_iter < 0 && !warm && na == n && ma == m && n <= kAssignmentMax && is_uniform_square(n, m, a, b)) {
+    Solution sol;
+    if (solve_assignment(n, a, b_scaled.data(), sum_a, cost_rows, costs.matrix != nullptr, parallel_for, grain, sol))
+      return sol;
+  }
+
   // First arc set. Small problems: every arc. Otherwise each row's k best columns and each
   // column's k best rows, "best" by reduced cost under approximate duals (below), found in one
   // pass over the costs that also finds the largest |cost|.
@@ -211,7 +104,6 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   // cost C_ij - u_i - v_j under those duals: the tight arcs of a good dual are where an optimal
   // plan lives. The result stays exact either way; this only decides where the search starts.
   std::vector<double> row_dual(na, 0.0), col_dual(ma, 0.0);
-  const bool warm = options.init_u != nullptr && options.init_v != nullptr;
   const bool coarse = !complete && (warm || options.multiscale);
   if (coarse && warm) {
     // A warm start: the given column duals play the coarse solve's part (its rows' duals follow
@@ -557,50 +449,8 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   // Centre them as POT does (a.u == b.v).
   center_duals(n, m, a, b_scaled.data(), sum_a, sol.u, sol.v);
 
-  // NOTE: [Certificate]
-  // The answer is checked, not trusted: the plan's marginals (a pass over its <= n + m - 1
-  // entries), dual feasibility on *every* pair (one pass over the costs, like a pricing round) and
-  // the duality gap. Each figure is compared with the rounding float64 allows for the numbers it
-  // is computed from: a pair's violation with kCertTol * (|u_i| + |v_j| + |C_ij|), the gap with
-  // kCertTol * (sum P|C| + sum a|u| + sum b|v|), the marginals with kCertTol * sum(a). An
-  // "optimal" simplex whose certificate fails one of these is reported Imprecise, never Optimal.
-  constexpr double kCertTol = 1e-10;
-  constexpr double kPairTol = 1e-12;
-  std::vector<double> row_sum(n, 0.0), col_sum(m, 0.0);
-  for (size_t t = 0; t < sol.values.size(); ++t) row_sum[sol.rows[t]] += sol.values[t], col_sum[sol.cols[t]] += sol.values[t];
-  double primal = 0.0;
-  for (int64_t i = 0; i < n; ++i) primal = std::max(primal, std::fabs(row_sum[i] - a[i]));
-  for (int64_t j = 0; j < m; ++j) primal = std::max(primal, std::fabs(col_sum[j] - b_scaled[j]));
-  double dual = 0.0;
-  bool pairs_ok = true;
-  parallel_for(0, n, grain, [&](int64_t lo, int64_t hi) {
-    std::vector<double> buffer(costs.matrix ? 0 : m);
-    double worst = 0.0;
-    bool ok = true;
-    for (int64_t i = lo; i < hi; ++i) {
-      const double* c = cost_rows.row(i, buffer.data());
-      const double ui = sol.u[i];
-      double row_worst = 0.0, excess = -inf;
-      for (int64_t j = 0; j < m; ++j) {
-        const double viol = ui + sol.v[j] - c[j];
-        row_worst = std::max(row_worst, viol);
-        excess = std::max(excess, viol - kPairTol * (std::fabs(ui) + std::fabs(sol.v[j]) + std::fabs(c[j])));
-      }
-      worst = std::max(worst, row_worst);
-      ok = ok && !(excess > 0) && std::isfinite(row_worst);
-    }
-    std::lock_guard<std::mutex> guard(merge_mutex);
-    dual = std::max(dual, worst);
-    pairs_ok = pairs_ok && ok;
-  });
-  double dual_obj = 0.0, dual_abs = 0.0;
-  for (int64_t i = 0; i < n; ++i) dual_obj += a[i] * sol.u[i], dual_abs += a[i] * std::fabs(sol.u[i]);
-  for (int64_t j = 0; j < m; ++j) dual_obj += b_scaled[j] * sol.v[j], dual_abs += b_scaled[j] * std::fabs(sol.v[j]);
-  sol.primal_residual = primal;
-  sol.dual_violation = dual;
-  sol.duality_gap = std::fabs(sol.cost - dual_obj);
-  const bool certified = primal <= kCertTol * sum_a && pairs_ok &&
-                         sol.duality_gap <= kCertTol * (abs_cost + dual_abs);
+  const bool certified = certify(n, m, a, b_scaled.data(), sum_a, abs_cost, cost_rows, costs.matrix != nullptr, parallel_for,
+                                 grain, sol);
   if (sol.status == Status::Optimal && !certified) sol.status = Status::Imprecise;
   return sol;
 }
