@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ot_fixtures import F64, cdist, ref_cost, solve, t64
+from ot_fixtures import F64, cdist, ref_cost, solve, solve_points, t64
 from pygan import ot
 
 SIMPLEX = 10**12  # an iteration limit no solve reaches: the network simplex path, not the assignment
@@ -125,3 +125,62 @@ def test_non_uniform_square_takes_the_simplex():
     M = torch.rand(20, 20, dtype=F64, generator=gen)
     _, log = solve(a, uniform(20), M)
     assert float(log["cost"]) == pytest.approx(highs_cost(a, uniform(20), M), rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# The restricted-arc path (more than 128 x 128 pairs) starts the simplex from its greedy fill's
+# basis: a forest with the components hung off the root. Degenerate fills (equal masses, where each
+# greedy step empties a row and a column at once; ties; zero masses; duplicated points) are the
+# cases where that basis is most degenerate.
+
+
+def _restricted_problem(kind: str, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    n, m = 150, 170
+    a = torch.rand(n, dtype=F64, generator=gen) + 0.1
+    b = torch.rand(m, dtype=F64, generator=gen) + 0.1
+    x = torch.randn(n, 2, dtype=F64, generator=gen)
+    y = torch.randn(m, 2, dtype=F64, generator=gen) + torch.tensor([2.0, 1.0], dtype=F64)
+    if kind == "equal masses":
+        n = m = 160
+        a = b = uniform(n)
+        x, y = x[:1].repeat(n, 1) + torch.randn(n, 2, dtype=F64, generator=gen), torch.randn(n, 2, dtype=F64, generator=gen)
+    elif kind == "integer costs":
+        return a / a.sum(), b / b.sum(), (torch.rand(n, m, dtype=F64, generator=gen) * 4).floor()
+    elif kind == "zero masses":
+        a[::3] = 0.0
+        b[1::4] = 0.0
+    elif kind == "duplicates":
+        x = x[: n // 3].repeat(3, 1)
+        y = y[: m // 2 + 1].repeat(2, 1)[:m]
+    elif kind == "far apart":
+        y = y + torch.tensor([50.0, 0.0], dtype=F64)
+    return a / a.sum(), b / b.sum(), cdist(x, y)
+
+
+@pytest.mark.parametrize("kind", ["non-uniform", "equal masses", "integer costs", "zero masses", "duplicates",
+                                  "far apart"])
+def test_feasible_start_against_highs(kind):
+    a, b, M = _restricted_problem(kind, seed=11)
+    _, log = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(highs_cost(a, b, M), rel=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_feasible_start_tiny_and_huge_costs(scale):
+    a, b, M = _restricted_problem("non-uniform", seed=12)
+    _, log = solve(a, b, M * scale)
+    _, log1 = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(float(log1["cost"]) * scale, rel=1e-12)
+
+
+def test_feasible_start_points_path():
+    # emd2_points on clouds: the same start over costs computed from the points.
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(160, 2, dtype=F64, generator=gen)
+    y = torch.randn(140, 2, dtype=F64, generator=gen) + torch.tensor([4.0, 0.0], dtype=F64)
+    a = torch.rand(160, dtype=F64, generator=gen) + 0.1
+    b = torch.rand(140, dtype=F64, generator=gen) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    cost, log = solve_points(x, y, a, b)
+    assert float(cost) == pytest.approx(highs_cost(a, b, cdist(x, y)), rel=1e-8)

@@ -48,6 +48,113 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   else thread_[N - 1] = root_;
 }
 
+void TransportSimplex::start_from_forest(const std::vector<int64_t>& given) {
+  // Node masses (rows +supply, columns -demand), still on the artificial arcs of the big-M tree.
+  std::vector<double> masses(nodes_);
+  for (int32_t u = 0; u < nodes_; ++u) masses[u] = u < n_ ? flow_[u] : -flow_[u];
+  std::vector<int64_t> basis(given), bad;
+  // An arc whose recomputed flow rounds to zero while it points away from the root would break
+  // strong feasibility: drop it (its subtree becomes a component of its own) and build again.
+  for (;;) {
+    bad.clear();
+    build_forest(basis, masses, bad);
+    if (bad.empty()) break;
+    std::sort(bad.begin(), bad.end());
+    basis.erase(std::remove_if(basis.begin(), basis.end(),
+                               [&](int64_t k) { return std::binary_search(bad.begin(), bad.end(), k); }),
+                basis.end());
+  }
+  refresh_potentials();
+}
+
+void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
+                                    std::vector<int64_t>& bad) {
+  const int32_t N = nodes_;
+  std::vector<double> mass(masses);
+  // Forest adjacency (CSR): node -> arcs.
+  std::vector<int32_t> start(N + 1, 0), adj(2 * basis.size());
+  for (const int64_t k : basis) ++start[src_[nodes_ + k] + 1], ++start[tgt_[nodes_ + k] + 1];
+  for (int32_t u = 0; u < N; ++u) start[u + 1] += start[u];
+  {
+    std::vector<int32_t> fill(start.begin(), start.end() - 1);
+    for (const int64_t k : basis) {
+      const int32_t e = int32_t(nodes_ + k);
+      adj[fill[src_[e]]++] = e;
+      adj[fill[tgt_[e]]++] = e;
+    }
+  }
+  for (int32_t u = 0; u < N; ++u) flow_[u] = 0.0, in_tree_[u] = 0;
+  std::vector<int32_t> stack, comp;
+  std::vector<uint8_t> seen(N, 0);
+  int32_t last = root_;  // the thread so far: root, then each component's preorder
+  depth_[root_] = 0;
+  for (int32_t s = 0; s < N; ++s) {
+    if (seen[s]) continue;
+    // The component of s and its net mass; the anchor follows the sign (see the NOTE).
+    comp.clear();
+    stack.assign(1, s);
+    seen[s] = 1;
+    double net = 0.0;
+    int32_t a_row = -1, a_col = -1;
+    while (!stack.empty()) {
+      const int32_t u = stack.back();
+      stack.pop_back();
+      comp.push_back(u);
+      net += mass[u];
+      if (u < n_) { if (a_row < 0) a_row = u; } else if (a_col < 0) a_col = u;
+      for (int32_t t = start[u]; t < start[u + 1]; ++t) {
+        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        if (!seen[w]) seen[w] = 1, stack.push_back(w);
+      }
+    }
+    const int32_t anchor = (net >= 0 && a_row >= 0) || a_col < 0 ? a_row : a_col;
+    // Preorder DFS from the anchor: parent, pred, up, depth, thread.
+    for (const int32_t u : comp) seen[u] = 2;
+    parent_[anchor] = root_;
+    pred_[anchor] = anchor;  // its artificial arc
+    up_[anchor] = anchor < n_;
+    depth_[anchor] = 1;
+    in_tree_[anchor] = 1;
+    comp.clear();
+    stack.assign(1, anchor);
+    seen[anchor] = 3;
+    while (!stack.empty()) {
+      const int32_t u = stack.back();
+      stack.pop_back();
+      comp.push_back(u);
+      thread_[last] = u;
+      rev_thread_[u] = last;
+      last = u;
+      for (int32_t t = start[u]; t < start[u + 1]; ++t) {
+        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        if (seen[w] == 3) continue;
+        seen[w] = 3;
+        parent_[w] = u;
+        pred_[w] = e;
+        up_[w] = src_[e] == w;  // the arc runs w -> u (w a row)
+        depth_[w] = depth_[u] + 1;
+        in_tree_[e] = 1;
+        stack.push_back(w);
+      }
+    }
+    // Flows, leaves first: each arc carries the net mass of the subtree below it.
+    for (size_t t = comp.size(); t-- > 0;) {
+      const int32_t u = comp[t];
+      const double below = mass[u];
+      const int32_t e = pred_[u];
+      double f = up_[u] ? below : -below;
+      if (!(f > 0)) {
+        f = 0.0;  // rounding of the masses
+        if (!up_[u] && u != anchor) bad.push_back(e - nodes_);
+      }
+      flow_[e] = f;
+      if (u != anchor) mass[parent_[u]] += mass[u];
+    }
+  }
+  thread_[last] = root_;
+  rev_thread_[root_] = last;
+}
+
 void TransportSimplex::refresh_potentials() {
   // Preorder from the root: a parent's potential is always final before its children's.
   pi_[root_] = 0.0;

@@ -251,6 +251,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     struct Arc {
       double key, cost;
       int32_t row, col;
+      int64_t index = 0;  // among the simplex's real arcs
     };
     std::vector<Arc> arcs;
     for (int32_t r = 0; r < na; ++r) {
@@ -259,33 +260,39 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
       cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
       for (const int32_t l : cols) {
         const double c = cost_rows.at(act.rows[r], act.cols[l]);
-        arcs.push_back({c - row_dual[r] - col_dual[l], c, r, l});
+        arcs.push_back({c - row_dual[r] - col_dual[l], c, r, l, 0});
       }
     }
-    for (const Arc& e : arcs) add_arc(e.row, e.col, e.cost);
+    for (Arc& e : arcs) e.index = simplex.real_arcs(), add_arc(e.row, e.col, e.cost);
     // Neighbour arcs alone often cannot carry the masses (two clouds apart: every neighbour of a
     // point may lie in its own cloud). Then the restricted optimum keeps mass on the artificial
     // arcs and its big-M potentials make every pricing round add useless arcs. So make the first
     // set feasible: fill a greedy plan over the neighbour arcs (smallest reduced cost first), then pair what is
-    // left over row by row (a north-west corner), adding those arcs.
+    // left over row by row (a north-west corner), adding those arcs. That plan is also the
+    // simplex's first basis (NOTE: [Feasible start]): every step empties a row or a column, so
+    // the arcs that carry more than a crumb form a forest.
     std::sort(arcs.begin(), arcs.end(), [](const Arc& x, const Arc& y) { return x.key < y.key; });
     std::vector<double> left_a(supply), left_b(demand);
+    std::vector<int64_t> basis;
+    const double crumb = 1e-12 * sum_a;  // leftovers of rounding, not mass to route
     for (const Arc& e : arcs) {
       const double f = std::min(left_a[e.row], left_b[e.col]);
+      if (f > crumb) basis.push_back(e.index);
       left_a[e.row] -= f;
       left_b[e.col] -= f;
     }
-    const double crumb = 1e-12 * sum_a;  // leftovers of rounding, not mass to route
     int32_t r = 0, l = 0;
     for (;;) {
       while (r < na && left_a[r] <= crumb) ++r;
       while (l < ma && left_b[l] <= crumb) ++l;
       if (r == na || l == ma) break;
+      basis.push_back(simplex.real_arcs());
       add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
       const double f = std::min(left_a[r], left_b[l]);
       left_a[r] -= f;
       left_b[l] -= f;
     }
+    if (options.feasible_start) simplex.start_from_forest(basis);
   }
 
   Solution sol;
