@@ -221,62 +221,59 @@ int64_t TransportSimplex::find_entering() {
   return best;
 }
 
-bool TransportSimplex::pivot(int64_t in_arc) {
+// The apex of the cycle formed by the entering arc p -> q and the tree paths from p and q.
+int32_t TransportSimplex::find_join(int32_t p, int32_t q) const {
+  int32_t x = p, y = q;
+  while (x != y) {
+    const int32_t dx = depth_[x], dy = depth_[y];
+    if (dx >= dy) x = parent_[x];
+    if (dy >= dx) y = parent_[y];
+  }
+  return x;
+}
+
+// Flow moves along p -> q, up from q to the apex, down from the apex to p. A tree arc blocks
+// when that direction opposes it; the leaving arc is the last blocking arc in the cycle's
+// orientation (NOTE: [Strongly feasible trees]). Returns the node below it (-1: none blocks),
+// with the flow change and the side of the cycle it lies on.
+int32_t TransportSimplex::find_leaving(int32_t p, int32_t q, int32_t join, double& delta, bool& on_p_side) const {
+  delta = std::numeric_limits<double>::infinity();
+  int32_t u_out = -1;
+  on_p_side = false;
+  for (int32_t u = p; u != join; u = parent_[u]) {
+    if (up_[u] && flow_[pred_[u]] < delta) {
+      delta = flow_[pred_[u]];
+      u_out = u;
+      on_p_side = true;
+    }
+  }
+  for (int32_t u = q; u != join; u = parent_[u]) {
+    if (!up_[u] && flow_[pred_[u]] <= delta) {
+      delta = flow_[pred_[u]];
+      u_out = u;
+      on_p_side = false;
+    }
+  }
+  return u_out;
+}
+
+void TransportSimplex::push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t join, double delta) {
+  if (!(delta > 0)) return;
+  flow_[in_arc] += delta;
+  for (int32_t u = p; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? -delta : delta;
+  for (int32_t u = q; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? delta : -delta;
+}
+
+// Cuts the subtree T below u_out, re-roots it at u_in and hangs it under v_in through the entering
+// arc, shifting T's potentials by (lsigma, sigma) (NOTE: [Tree representation]).
+void TransportSimplex::rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side,
+                              double sigma, int32_t lsigma) {
   int32_t* parent = parent_.data();
   int32_t* pred = pred_.data();
   int32_t* depth = depth_.data();
   int32_t* thread = thread_.data();
   int32_t* rev = rev_thread_.data();
   uint8_t* up = up_.data();
-  double* flow = flow_.data();
-
-  const int32_t p = src_[in_arc], q = tgt_[in_arc];
-  // The apex of the cycle formed by the entering arc and the tree paths from p and q.
-  int32_t x = p, y = q;
-  while (x != y) {
-    const int32_t dx = depth[x], dy = depth[y];
-    if (dx >= dy) x = parent[x];
-    if (dy >= dx) y = parent[y];
-  }
-  const int32_t join = x;
-
-  // Flow moves along p -> q, up from q to the apex, down from the apex to p. A tree arc blocks
-  // when that direction opposes it; pick the last blocking arc in the cycle's orientation.
-  double delta = std::numeric_limits<double>::infinity();
-  int32_t u_out = -1;
-  bool on_p_side = false;
-  for (int32_t u = p; u != join; u = parent[u]) {
-    if (up[u] && flow[pred[u]] < delta) {
-      delta = flow[pred[u]];
-      u_out = u;
-      on_p_side = true;
-    }
-  }
-  for (int32_t u = q; u != join; u = parent[u]) {
-    if (!up[u] && flow[pred[u]] <= delta) {
-      delta = flow[pred[u]];
-      u_out = u;
-      on_p_side = false;
-    }
-  }
-  if (u_out < 0) return false;
-
-  if (delta > 0) {
-    flow[in_arc] += delta;
-    for (int32_t u = p; u != join; u = parent[u]) flow[pred[u]] += up[u] ? -delta : delta;
-    for (int32_t u = q; u != join; u = parent[u]) flow[pred[u]] += up[u] ? delta : -delta;
-  }
-  const int32_t out_arc = pred[u_out];
-  flow[out_arc] = 0.0;
-  in_tree_[out_arc] = 0;
-  in_tree_[in_arc] = 1;
-
-  const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
-  // Shift of T's potentials that makes the entering arc's reduced cost zero.
-  const double c = cost_[in_arc];
-  const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
-  const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
-
   // The stem u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links get reversed.
   stem_.clear();
   for (int32_t u = u_in;; u = parent[u]) {
@@ -332,6 +329,26 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   }
   thread[last] = next;
   rev[next] = last;
+}
+
+bool TransportSimplex::pivot(int64_t in_arc) {
+  const int32_t p = src_[in_arc], q = tgt_[in_arc];
+  const int32_t join = find_join(p, q);
+  double delta;
+  bool on_p_side;
+  const int32_t u_out = find_leaving(p, q, join, delta, on_p_side);
+  if (u_out < 0) return false;
+  push_flow(in_arc, p, q, join, delta);
+  const int32_t out_arc = pred_[u_out];
+  flow_[out_arc] = 0.0;
+  in_tree_[out_arc] = 0;
+  in_tree_[in_arc] = 1;
+  const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
+  // Shift of T's potentials that makes the entering arc's reduced cost zero.
+  const double c = cost_[in_arc];
+  const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
+  const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
+  rehang(in_arc, u_in, v_in, u_out, on_p_side, sigma, lsigma);
   return true;
 }
 

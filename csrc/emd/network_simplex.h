@@ -132,6 +132,12 @@ class TransportSimplex {
                     std::vector<int64_t>& bad);
   int64_t find_entering();
   bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
+  // The steps of a pivot (network_simplex.cpp).
+  int32_t find_join(int32_t p, int32_t q) const;
+  int32_t find_leaving(int32_t p, int32_t q, int32_t join, double& delta, bool& on_p_side) const;
+  void push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t join, double delta);
+  void rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side, double sigma,
+              int32_t lsigma);
 
   int32_t n_, m_, nodes_, root_;
   // Arcs (artificial ones first).

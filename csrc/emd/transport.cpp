@@ -38,10 +38,6 @@ namespace {
 
 constexpr int64_t kAssignmentMax = 128;
 
-struct Active {
-  std::vector<int32_t> rows, cols;     // original indices of positive-mass rows / columns
-  std::vector<int32_t> col_pos;        // original column -> active index, or -1
-};
 
 }  // namespace
 
@@ -110,51 +106,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // by the c-transform below, as they do there).
     for (int32_t l = 0; l < ma; ++l) col_dual[l] = options.init_v[act.cols[l]];
   } else if (coarse) {
-    std::mt19937_64 rng(0x5eed + na + 31 * ma);
-    std::vector<int32_t> rs(na), cs(ma);
-    for (int32_t r = 0; r < na; ++r) rs[r] = r;
-    for (int32_t l = 0; l < ma; ++l) cs[l] = l;
-    std::shuffle(rs.begin(), rs.end(), rng);
-    std::shuffle(cs.begin(), cs.end(), rng);
-    rs.resize(std::max<int32_t>(na / 4, std::min<int32_t>(na, 64)));
-    cs.resize(std::max<int32_t>(ma / 4, std::min<int32_t>(ma, 64)));
-    std::sort(rs.begin(), rs.end());
-    std::sort(cs.begin(), cs.end());
-    const int64_t ns = rs.size(), ms = cs.size();
-    std::vector<double> sa(ns), sb(ms), sub_matrix, sx, sy;
-    for (int64_t t = 0; t < ns; ++t) sa[t] = supply[rs[t]];
-    for (int64_t t = 0; t < ms; ++t) sb[t] = demand[cs[t]];
-    Costs sub = costs;
-    if (costs.matrix) {
-      sub_matrix.resize(size_t(ns) * ms);
-      for (int64_t t = 0; t < ns; ++t)
-        for (int64_t q = 0; q < ms; ++q)
-          sub_matrix[t * ms + q] = costs.matrix[int64_t(act.rows[rs[t]]) * m + act.cols[cs[q]]];
-      sub.matrix = sub_matrix.data();
-    } else {
-      const int64_t d = costs.dim;
-      sx.resize(size_t(ns) * d);
-      sy.resize(size_t(ms) * d);
-      for (int64_t t = 0; t < ns; ++t) std::copy_n(costs.x + act.rows[rs[t]] * d, d, sx.data() + t * d);
-      for (int64_t q = 0; q < ms; ++q) std::copy_n(costs.y + act.cols[cs[q]] * d, d, sy.data() + q * d);
-      sub.x = sx.data();
-      sub.y = sy.data();
-    }
-    Options sub_options = options;
-    sub_options.max_iter = -1;
-    sub_options.init_u = sub_options.init_v = nullptr;
-    const Solution coarse_sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
-    std::fill(col_dual.begin(), col_dual.end(), std::numeric_limits<double>::infinity());
-    parallel_for(0, ns, grain, [&](int64_t lo, int64_t hi) {
-      std::vector<double> buffer(costs.matrix ? 0 : m), best(ma, std::numeric_limits<double>::infinity());
-      for (int64_t t = lo; t < hi; ++t) {
-        const double* c = cost_rows.row(act.rows[rs[t]], buffer.data());
-        const double u = coarse_sol.u[t];
-        for (int32_t l = 0; l < ma; ++l) best[l] = std::min(best[l], c[act.cols[l]] - u);
-      }
-      std::lock_guard<std::mutex> guard(merge_mutex);
-      for (int32_t l = 0; l < ma; ++l) col_dual[l] = std::min(col_dual[l], best[l]);
-    });
+    subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual);
   }
 
   const bool all_cols = ma == m;
@@ -297,12 +249,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
 
   Solution sol;
   const int64_t add_per_row = options.add_per_row > 0 ? options.add_per_row : 32;
-  std::vector<double> add_key(complete ? 0 : size_t(na) * add_per_row);
-  std::vector<int32_t> add_idx(add_key.size()), add_size(complete ? 0 : na);
-  std::vector<double> col_pi(m);
-  std::vector<int32_t> col_lv(m);
-  // Inactive columns: potential -inf and a level far below any row's, so their score is +inf.
-  constexpr int32_t kInactiveLevel = -(1 << 29);
+  PricingRound pricing(m, costs.matrix != nullptr, cost_rows, act, add_per_row, parallel_for, grain);
   for (;;) {
     const int64_t before = sol.iterations;
     const int64_t budget = options.max_iter < 0 ? -1 : std::max<int64_t>(0, options.max_iter - sol.iterations);
@@ -315,45 +262,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // enters, and an optimum needs far fewer rounds than this (about 10 in practice). Past it the
     // certificate below decides the status (imprecise rather than a hang).
     if (sol.rounds >= 64 + (na + ma) / 8) break;
-    // Price every (row, column) pair; keep each row's most violating arcs. With the simplex's own
-    // potentials, unshifted: the tolerance of violation_score depends on their magnitudes, so a
-    // shift (normalise_potentials) would make arcs the simplex has just declared non-entering look
-    // violated, and degenerate pivots on them could go on round after round.
+    // Price every (row, column) pair; keep each row's most violating arcs (pricing.cpp).
     ++sol.rounds;
-    const double* pi = simplex.potentials();
-    const int32_t* lv = simplex.levels();
-    std::fill(col_pi.begin(), col_pi.end(), -std::numeric_limits<double>::infinity());
-    std::fill(col_lv.begin(), col_lv.end(), kInactiveLevel);
-    for (int32_t l = 0; l < ma; ++l) col_pi[act.cols[l]] = pi[na + l] + shift_c[l], col_lv[act.cols[l]] = lv[na + l];
-    parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
-      std::vector<double> buffer(costs.matrix ? 0 : m), score(m);
-      for (int64_t r = lo; r < hi; ++r) {
-        const double* c = cost_rows.row(act.rows[r], buffer.data());
-        const double pr = pi[r] - shift_r[r];  // NOTE: [Warm start]: the potentials of C
-        const int32_t lr = lv[r];
-        // Scores first (a loop the compiler vectorises), then the rare negatives.
-        // Inactive columns have potential -inf: their score is +inf, never negative.
-        double lowest = 0.0;
-        for (int64_t j = 0; j < m; ++j) {
-          score[j] = violation_score(c[j], pr, col_pi[j], lr - col_lv[j]);
-          lowest = std::min(lowest, score[j]);
-        }
-        SmallestK worst{add_key.data() + r * add_per_row, add_idx.data() + r * add_per_row, int32_t(add_per_row)};
-        if (lowest < 0) {
-          for (int64_t j = 0; j < m; ++j)
-            if (score[j] < 0) worst.push(score[j], int32_t(j));
-        }
-        add_size[r] = worst.size;
-      }
-    });
-    int64_t added = 0;
-    for (int32_t r = 0; r < na; ++r) {
-      for (int32_t t = 0; t < add_size[r]; ++t) {
-        const int32_t j = add_idx[size_t(r) * add_per_row + t];
-        add_arc(r, act.col_pos[j], cost_rows.at(act.rows[r], j));
-      }
-      added += add_size[r];
-    }
+    const int64_t added = pricing.round(simplex, shift_r, shift_c, add_arc);
 #ifdef PYGAN_EMD_TRACE
     std::fprintf(stderr, "round %lld: pivots %lld, artificial flow %.3g, added %lld, arcs %lld\n",
                  (long long)sol.rounds, (long long)(sol.iterations - before), simplex.artificial_flow(),
