@@ -252,7 +252,12 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   PricingRound pricing(m, costs.matrix != nullptr, cost_rows, act, add_per_row, parallel_for, grain);
   for (;;) {
     const int64_t before = sol.iterations;
-    const int64_t budget = options.max_iter < 0 ? -1 : std::max<int64_t>(0, options.max_iter - sol.iterations);
+    // Without a limit, still a hard one far above any normal solve (which needs about 10-50
+    // pivots per node): a stalling run of degenerate pivots (seen once, from the big-M start with
+    // feasible_start off, on 130 x 130 equal masses with tied costs) ends with the status
+    // iteration_limit and a checked plan instead of a hang.
+    const int64_t limit = options.max_iter >= 0 ? options.max_iter : 1000 * (int64_t(na) + ma) + 100000;
+    const int64_t budget = std::max<int64_t>(0, limit - sol.iterations);
     sol.status = simplex.run(budget, sol.iterations);
     if (sol.status != Status::Optimal || complete) break;
     // A round that added arcs none of which entered: the only "violations" were at the
@@ -370,6 +375,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   const bool certified = certify(n, m, a, b_scaled.data(), sum_a, abs_cost, cost_rows, costs.matrix != nullptr, parallel_for,
                                  grain, sol);
   if (sol.status == Status::Optimal && !certified) sol.status = Status::Imprecise;
+  // The stall guard above (not a limit the caller set): the certificate decides.
+  if (sol.status == Status::IterationLimit && options.max_iter < 0)
+    sol.status = certified ? Status::Optimal : Status::Imprecise;
   return sol;
 }
 
