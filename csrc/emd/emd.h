@@ -53,6 +53,9 @@ struct Options {
   int64_t neighbours = 0;        // k of the first arc set; 0: 32
   int64_t add_per_row = 0;       // most arcs added per row and pricing round; 0: 32
   bool multiscale = true;        // choose the first arcs with duals of a subsampled problem
+  // Start the simplex on the restricted arcs from the greedy fill's basis instead of the big-M
+  // tree (NOTE: [Feasible start] in network_simplex.h).
+  bool feasible_start = true;
   // A warm start (n and m values, or null): duals of a nearby problem, e.g. the previous solve of
   // a training loop. They replace the multiscale start's approximate duals in choosing the first
   // arcs. Must be finite.

@@ -48,6 +48,113 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   else thread_[N - 1] = root_;
 }
 
+void TransportSimplex::start_from_forest(const std::vector<int64_t>& given) {
+  // Node masses (rows +supply, columns -demand), still on the artificial arcs of the big-M tree.
+  std::vector<double> masses(nodes_);
+  for (int32_t u = 0; u < nodes_; ++u) masses[u] = u < n_ ? flow_[u] : -flow_[u];
+  std::vector<int64_t> basis(given), bad;
+  // An arc whose recomputed flow rounds to zero while it points away from the root would break
+  // strong feasibility: drop it (its subtree becomes a component of its own) and build again.
+  for (;;) {
+    bad.clear();
+    build_forest(basis, masses, bad);
+    if (bad.empty()) break;
+    std::sort(bad.begin(), bad.end());
+    basis.erase(std::remove_if(basis.begin(), basis.end(),
+                               [&](int64_t k) { return std::binary_search(bad.begin(), bad.end(), k); }),
+                basis.end());
+  }
+  refresh_potentials();
+}
+
+void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
+                                    std::vector<int64_t>& bad) {
+  const int32_t N = nodes_;
+  std::vector<double> mass(masses);
+  // Forest adjacency (CSR): node -> arcs.
+  std::vector<int32_t> start(N + 1, 0), adj(2 * basis.size());
+  for (const int64_t k : basis) ++start[src_[nodes_ + k] + 1], ++start[tgt_[nodes_ + k] + 1];
+  for (int32_t u = 0; u < N; ++u) start[u + 1] += start[u];
+  {
+    std::vector<int32_t> fill(start.begin(), start.end() - 1);
+    for (const int64_t k : basis) {
+      const int32_t e = int32_t(nodes_ + k);
+      adj[fill[src_[e]]++] = e;
+      adj[fill[tgt_[e]]++] = e;
+    }
+  }
+  for (int32_t u = 0; u < N; ++u) flow_[u] = 0.0, in_tree_[u] = 0;
+  std::vector<int32_t> stack, comp;
+  std::vector<uint8_t> seen(N, 0);
+  int32_t last = root_;  // the thread so far: root, then each component's preorder
+  depth_[root_] = 0;
+  for (int32_t s = 0; s < N; ++s) {
+    if (seen[s]) continue;
+    // The component of s and its net mass; the anchor follows the sign (see the NOTE).
+    comp.clear();
+    stack.assign(1, s);
+    seen[s] = 1;
+    double net = 0.0;
+    int32_t a_row = -1, a_col = -1;
+    while (!stack.empty()) {
+      const int32_t u = stack.back();
+      stack.pop_back();
+      comp.push_back(u);
+      net += mass[u];
+      if (u < n_) { if (a_row < 0) a_row = u; } else if (a_col < 0) a_col = u;
+      for (int32_t t = start[u]; t < start[u + 1]; ++t) {
+        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        if (!seen[w]) seen[w] = 1, stack.push_back(w);
+      }
+    }
+    const int32_t anchor = (net >= 0 && a_row >= 0) || a_col < 0 ? a_row : a_col;
+    // Preorder DFS from the anchor: parent, pred, up, depth, thread.
+    for (const int32_t u : comp) seen[u] = 2;
+    parent_[anchor] = root_;
+    pred_[anchor] = anchor;  // its artificial arc
+    up_[anchor] = anchor < n_;
+    depth_[anchor] = 1;
+    in_tree_[anchor] = 1;
+    comp.clear();
+    stack.assign(1, anchor);
+    seen[anchor] = 3;
+    while (!stack.empty()) {
+      const int32_t u = stack.back();
+      stack.pop_back();
+      comp.push_back(u);
+      thread_[last] = u;
+      rev_thread_[u] = last;
+      last = u;
+      for (int32_t t = start[u]; t < start[u + 1]; ++t) {
+        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        if (seen[w] == 3) continue;
+        seen[w] = 3;
+        parent_[w] = u;
+        pred_[w] = e;
+        up_[w] = src_[e] == w;  // the arc runs w -> u (w a row)
+        depth_[w] = depth_[u] + 1;
+        in_tree_[e] = 1;
+        stack.push_back(w);
+      }
+    }
+    // Flows, leaves first: each arc carries the net mass of the subtree below it.
+    for (size_t t = comp.size(); t-- > 0;) {
+      const int32_t u = comp[t];
+      const double below = mass[u];
+      const int32_t e = pred_[u];
+      double f = up_[u] ? below : -below;
+      if (!(f > 0)) {
+        f = 0.0;  // rounding of the masses
+        if (!up_[u] && u != anchor) bad.push_back(e - nodes_);
+      }
+      flow_[e] = f;
+      if (u != anchor) mass[parent_[u]] += mass[u];
+    }
+  }
+  thread_[last] = root_;
+  rev_thread_[root_] = last;
+}
+
 void TransportSimplex::refresh_potentials() {
   // Preorder from the root: a parent's potential is always final before its children's.
   pi_[root_] = 0.0;
@@ -114,62 +221,59 @@ int64_t TransportSimplex::find_entering() {
   return best;
 }
 
-bool TransportSimplex::pivot(int64_t in_arc) {
+// The apex of the cycle formed by the entering arc p -> q and the tree paths from p and q.
+int32_t TransportSimplex::find_join(int32_t p, int32_t q) const {
+  int32_t x = p, y = q;
+  while (x != y) {
+    const int32_t dx = depth_[x], dy = depth_[y];
+    if (dx >= dy) x = parent_[x];
+    if (dy >= dx) y = parent_[y];
+  }
+  return x;
+}
+
+// Flow moves along p -> q, up from q to the apex, down from the apex to p. A tree arc blocks
+// when that direction opposes it; the leaving arc is the last blocking arc in the cycle's
+// orientation (NOTE: [Strongly feasible trees]). Returns the node below it (-1: none blocks),
+// with the flow change and the side of the cycle it lies on.
+int32_t TransportSimplex::find_leaving(int32_t p, int32_t q, int32_t join, double& delta, bool& on_p_side) const {
+  delta = std::numeric_limits<double>::infinity();
+  int32_t u_out = -1;
+  on_p_side = false;
+  for (int32_t u = p; u != join; u = parent_[u]) {
+    if (up_[u] && flow_[pred_[u]] < delta) {
+      delta = flow_[pred_[u]];
+      u_out = u;
+      on_p_side = true;
+    }
+  }
+  for (int32_t u = q; u != join; u = parent_[u]) {
+    if (!up_[u] && flow_[pred_[u]] <= delta) {
+      delta = flow_[pred_[u]];
+      u_out = u;
+      on_p_side = false;
+    }
+  }
+  return u_out;
+}
+
+void TransportSimplex::push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t join, double delta) {
+  if (!(delta > 0)) return;
+  flow_[in_arc] += delta;
+  for (int32_t u = p; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? -delta : delta;
+  for (int32_t u = q; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? delta : -delta;
+}
+
+// Cuts the subtree T below u_out, re-roots it at u_in and hangs it under v_in through the entering
+// arc, shifting T's potentials by (lsigma, sigma) (NOTE: [Tree representation]).
+void TransportSimplex::rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side,
+                              double sigma, int32_t lsigma) {
   int32_t* parent = parent_.data();
   int32_t* pred = pred_.data();
   int32_t* depth = depth_.data();
   int32_t* thread = thread_.data();
   int32_t* rev = rev_thread_.data();
   uint8_t* up = up_.data();
-  double* flow = flow_.data();
-
-  const int32_t p = src_[in_arc], q = tgt_[in_arc];
-  // The apex of the cycle formed by the entering arc and the tree paths from p and q.
-  int32_t x = p, y = q;
-  while (x != y) {
-    const int32_t dx = depth[x], dy = depth[y];
-    if (dx >= dy) x = parent[x];
-    if (dy >= dx) y = parent[y];
-  }
-  const int32_t join = x;
-
-  // Flow moves along p -> q, up from q to the apex, down from the apex to p. A tree arc blocks
-  // when that direction opposes it; pick the last blocking arc in the cycle's orientation.
-  double delta = std::numeric_limits<double>::infinity();
-  int32_t u_out = -1;
-  bool on_p_side = false;
-  for (int32_t u = p; u != join; u = parent[u]) {
-    if (up[u] && flow[pred[u]] < delta) {
-      delta = flow[pred[u]];
-      u_out = u;
-      on_p_side = true;
-    }
-  }
-  for (int32_t u = q; u != join; u = parent[u]) {
-    if (!up[u] && flow[pred[u]] <= delta) {
-      delta = flow[pred[u]];
-      u_out = u;
-      on_p_side = false;
-    }
-  }
-  if (u_out < 0) return false;
-
-  if (delta > 0) {
-    flow[in_arc] += delta;
-    for (int32_t u = p; u != join; u = parent[u]) flow[pred[u]] += up[u] ? -delta : delta;
-    for (int32_t u = q; u != join; u = parent[u]) flow[pred[u]] += up[u] ? delta : -delta;
-  }
-  const int32_t out_arc = pred[u_out];
-  flow[out_arc] = 0.0;
-  in_tree_[out_arc] = 0;
-  in_tree_[in_arc] = 1;
-
-  const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
-  // Shift of T's potentials that makes the entering arc's reduced cost zero.
-  const double c = cost_[in_arc];
-  const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
-  const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
-
   // The stem u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links get reversed.
   stem_.clear();
   for (int32_t u = u_in;; u = parent[u]) {
@@ -225,6 +329,26 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   }
   thread[last] = next;
   rev[next] = last;
+}
+
+bool TransportSimplex::pivot(int64_t in_arc) {
+  const int32_t p = src_[in_arc], q = tgt_[in_arc];
+  const int32_t join = find_join(p, q);
+  double delta;
+  bool on_p_side;
+  const int32_t u_out = find_leaving(p, q, join, delta, on_p_side);
+  if (u_out < 0) return false;
+  push_flow(in_arc, p, q, join, delta);
+  const int32_t out_arc = pred_[u_out];
+  flow_[out_arc] = 0.0;
+  in_tree_[out_arc] = 0;
+  in_tree_[in_arc] = 1;
+  const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
+  // Shift of T's potentials that makes the entering arc's reduced cost zero.
+  const double c = cost_[in_arc];
+  const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
+  const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
+  rehang(in_arc, u_in, v_in, u_out, on_p_side, sigma, lsigma);
   return true;
 }
 

@@ -84,6 +84,18 @@ class TransportSimplex {
     in_tree_.push_back(0);
   }
 
+  // NOTE: [Feasible start]
+  // Replaces the big-M start tree by one built on `basis` (real arc indices, 0-based among the
+  // real arcs): a forest, each of whose arcs can carry a clearly positive flow (a greedy or
+  // north-west-corner fill where every step empties a row or a column yields exactly that). Each
+  // forest component hangs off the root through one artificial arc: a row's (toward the root)
+  // when the component's supply covers its demand, a column's otherwise, carrying the
+  // component's rounding-sized imbalance. Flows are recomputed from the node masses, so they
+  // balance exactly as the tree implies. Zero flow then sits only on artificial row arcs, which
+  // point toward the root, so the tree is strongly feasible (NOTE: [Strongly feasible trees]).
+  // Call before any pivot.
+  void start_from_forest(const std::vector<int64_t>& basis);
+
   // Pivots until no arc of the current set enters, or until `max_pivots` (< 0: no limit) more
   // pivots were made. Adds the pivots made to `pivots`.
   Status run(int64_t max_pivots, int64_t& pivots);
@@ -116,8 +128,16 @@ class TransportSimplex {
   double artificial_flow() const;
 
  private:
+  void build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
+                    std::vector<int64_t>& bad);
   int64_t find_entering();
   bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
+  // The steps of a pivot (network_simplex.cpp).
+  int32_t find_join(int32_t p, int32_t q) const;
+  int32_t find_leaving(int32_t p, int32_t q, int32_t join, double& delta, bool& on_p_side) const;
+  void push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t join, double delta);
+  void rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side, double sigma,
+              int32_t lsigma);
 
   int32_t n_, m_, nodes_, root_;
   // Arcs (artificial ones first).
