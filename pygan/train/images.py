@@ -14,10 +14,11 @@ range of a tanh generator) and int64 labels [N] (for conditional models).
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
+
+from pygan import _validate as _v
 
 __all__ = ["IMAGE_DATASETS", "SHAPE_CLASSES", "shapes", "digits", "image_dataset"]
 
@@ -72,11 +73,9 @@ def shapes(n: int, side: int = 32, channels: int = 1, seed: int = 0) -> tuple[to
     Returns:
         (images [n, channels, side, side] float32 in [-1, 1], labels [n] int64 indexing SHAPE_CLASSES).
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    n = _v.integer(n, "n", "shapes", low=0)
     _check_geometry(side, channels)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    seed = _v.integer(seed, "seed", "shapes")
     g = torch.Generator().manual_seed(int(seed))
     # All random numbers are drawn first, in a fixed order, so the images do not depend on _CHUNK.
     labels = torch.randint(len(SHAPE_CLASSES), (n,), generator=g)
@@ -159,4 +158,5 @@ def image_dataset(name: str, *, side: int = 32, channels: int = 1, n: int = 1000
         return shapes(n, side=side, channels=channels, seed=seed)
     if name == "digits":
         return digits(side=side, channels=channels)
-    raise ValueError(f"name: expected one of {', '.join(IMAGE_DATASETS)}, got {name!r}")
+    _v.choice(name, "name", IMAGE_DATASETS, "image_dataset")
+    raise AssertionError(name)  # unreachable: choice() refused every other name
