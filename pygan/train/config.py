@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from pygan.train import tricks_cli
 from pygan.train.data import TOY_DATASETS
+from pygan.train.images import IMAGE_DATASETS
 from pygan.train.losses import LOSSES, spec
 
 __all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "check_resume_config", "check_int",
@@ -54,6 +56,17 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     plots: bool = True
+    # The architecture and the training tricks (pygan.train.tricks, pygan.train.tricks_cli).
+    arch: str = "small"
+    dcgan_width: int = 64
+    image_side: int = 32
+    feature_matching: bool = False
+    feature_layer: int | None = None
+    minibatch_discrimination: bool = False
+    minibatch_kernels: int = 16
+    historical_averaging: float = 0.0
+    label_smoothing: float = 1.0
+    virtual_batchnorm: bool = False
 
 
 # One line per field: the command line's --help (and the documentation of each option).
@@ -93,6 +106,8 @@ FIELD_HELP = {
     "progress": "progress bar (tqdm if installed, else a line per evaluation)",
     "plots": "draw the pictures (needs matplotlib)",
 }
+FIELD_HELP.update(tricks_cli.HELP)
+FIELD_HELP["data"] += "; or images with no download: shapes (procedural) or digits (8x8, upsampled; --image-side)"
 
 
 def resolve(cfg: TrainConfig, kind: str, dim: int) -> TrainConfig:
@@ -166,9 +181,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"--lr-decay must be none or linear, got {cfg.lr_decay!r}")
     if not 0 <= cfg.ema < 1:
         raise ValueError(f"--ema must be in [0, 1), got {cfg.ema!r}")
-    if cfg.data not in TOY_DATASETS and not cfg.data.endswith((".npy", ".pt")):
+    if cfg.data not in TOY_DATASETS and cfg.data not in IMAGE_DATASETS and not cfg.data.endswith((".npy", ".pt")):
         raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of {', '.join(TOY_DATASETS)} "
                          "or a .npy / .pt file")
+    tricks_cli.validate_config(cfg)
 
 
 def check_resume_config(saved: dict | None, cfg: dict) -> None:
