@@ -67,18 +67,21 @@ def dcgan_critic(channels: int, side: int, width: int = 64) -> nn.Module:
 # --arch, --minibatch-discrimination and --virtual-batchnorm (pygan.train.tricks)
 
 def _with_vbn(net: nn.Sequential) -> nn.Sequential:
-    """The same layers with a VirtualBatchNorm before every hidden activation (not at the output)."""
+    """The same layers with a VirtualBatchNorm before every hidden activation (not at the output).
+
+    The layer before each VirtualBatchNorm loses its bias (as DCGAN's convolutions before a
+    normalisation): the normalisation removes any constant shift, so the bias would get a gradient
+    of rounding noise only, which Adam's normalised step turns into full-size random steps."""
     from pygan.nn import VirtualBatchNorm
 
     mods: list[nn.Module] = []
-    width = None
+    last = None
     for m in net:
-        if isinstance(m, nn.Linear):
-            width = m.out_features
-        elif isinstance(m, nn.ConvTranspose2d):
-            width = m.out_channels
+        if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
+            last = m
         if isinstance(m, nn.ReLU):
-            mods.append(VirtualBatchNorm(width))
+            last.register_parameter("bias", None)
+            mods.append(VirtualBatchNorm(last.out_features if isinstance(last, nn.Linear) else last.out_channels))
         mods.append(m)
     return nn.Sequential(*mods)
 

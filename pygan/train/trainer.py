@@ -31,6 +31,7 @@ from pygan.train.losses import critic_objective
 from pygan.train.progress import Progress, ctrl_c_requests_stop
 from pygan.train.rundir import RunLock, remove_stale_temporaries
 from pygan.train.step import TrainingDiverged, TrainStep
+from pygan.train.tricks import frozen_buffers
 
 __all__ = ["Trainer", "TrainingDiverged", "CHECKPOINT", "METRICS"]
 
@@ -151,7 +152,7 @@ class Trainer(TrainStep):
         if z is None:
             z = torch.randn((n or 1, *self.latent_shape), generator=self._sample_gen, device=self.device,
                             dtype=self.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), frozen_buffers(g):  # sampling leaves batch-norm / VBN statistics as they are
             return g(z)
 
     # ---------------------------------------------------------------- checkpoints

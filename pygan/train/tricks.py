@@ -33,6 +33,8 @@ without communication.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -43,7 +45,7 @@ from pygan.penalties import critic_scores, fd_penalty, gradient_penalty, r1_pena
 from pygan.train.losses import LOSSES, critic_loss, generator_objective, spec
 
 __all__ = ["ARCHS", "TRICK_DEFAULTS", "COUPLED_LOSSES", "SMOOTHING_LOSSES", "Tricks", "check_combination",
-           "feature_extractor", "EvalCritic"]
+           "feature_extractor", "EvalCritic", "frozen_buffers"]
 
 ARCHS = ("small", "dcgan")
 # The configuration fields this module adds, with their defaults: a checkpoint written before they
@@ -112,13 +114,30 @@ def feature_extractor(D: nn.Module, layer: int | None, name: str = "feature_laye
     return (lambda x: run(x, layer)), depth
 
 
-class EvalCritic(nn.Module):
-    """D for evaluation when it holds a batch-coupled layer: chunks of ``batch`` samples, each its
-    own minibatch, computed without communication (evaluation runs on rank 0 only)."""
+@contextlib.contextmanager
+def frozen_buffers(module: nn.Module | None):
+    """Restore ``module``'s buffers on exit: evaluating a network must not change it. (Batch norm in
+    training mode updates its running statistics, VirtualBatchNorm stores the reference statistics:
+    an evaluation a resumed run makes at another step than the uninterrupted one would otherwise
+    change the checkpoint.)"""
+    buffers = list(module.buffers()) if module is not None else []
+    saved = [b.detach().clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, v in zip(buffers, saved):
+                b.copy_(v)
 
-    def __init__(self, D: nn.Module, batch: int):
+
+class EvalCritic(nn.Module):
+    """D for evaluation: its buffers left unchanged (:func:`frozen_buffers`), and when it holds a
+    batch-coupled layer, run on chunks of ``batch`` samples, each its own minibatch, without
+    communication (evaluation runs on rank 0 only)."""
+
+    def __init__(self, D: nn.Module, batch: int, chunked: bool = True):
         super().__init__()
-        self.D, self.batch = D, max(1, int(batch))
+        self.D, self.batch, self.chunked = D, max(1, int(batch)), chunked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = [m for m in self.D.modules() if isinstance(m, MinibatchDiscrimination)]
@@ -126,7 +145,10 @@ class EvalCritic(nn.Module):
         for m in layers:
             m.global_batch = False
         try:
-            return torch.cat([self.D(c) for c in x.split(self.batch)])
+            with frozen_buffers(self.D):
+                if not self.chunked:
+                    return self.D(x)
+                return torch.cat([self.D(c) for c in x.split(self.batch)])
         finally:
             for m, g in zip(layers, saved):
                 m.global_batch = g
@@ -190,7 +212,8 @@ class Tricks:
         self.coupled = has_mbd
         # Evaluation's minibatch: the global training batch (the same with any number of processes).
         self.eval_batch = (getattr(step.data, "batch_size", None) or 256) * step.world
-        self._eval_critic = EvalCritic(step.D, self.eval_batch) if has_mbd else step.D
+        has_buffers = any(True for _ in step.D.buffers())
+        self._eval_critic = EvalCritic(step.D, self.eval_batch, has_mbd) if has_mbd or has_buffers else step.D
         if name in COUPLED_LOSSES:
             # No gradient penalty: batch norm in D is what these losses were designed with, so the
             # penalties' BatchNorm warning (pygan.penalties) does not apply to this critic.
@@ -238,11 +261,11 @@ class Tricks:
             self.ha_g.update()
 
     def eval_critic(self, D: nn.Module) -> nn.Module:
-        """D as evaluation should call it (:class:`EvalCritic` on chunks of the training batch size
-        when D couples samples; D itself otherwise)."""
+        """D as evaluation should call it: an :class:`EvalCritic` (on chunks of the training batch
+        size when D couples samples) when D has buffers or couples samples; D itself otherwise."""
         if D is self._eval_critic or (isinstance(self._eval_critic, EvalCritic) and D is self._eval_critic.D):
             return self._eval_critic
-        return EvalCritic(D, self.eval_batch) if self.coupled else D
+        return EvalCritic(D, self.eval_batch, self.coupled) if self.coupled or any(True for _ in D.buffers()) else D
 
     def state_dict(self) -> dict | None:
         """The historical averages' running means (None without historical averaging)."""
