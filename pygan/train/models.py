@@ -1,6 +1,8 @@
-"""Default models: MLPs for points (the WGAN-GP toy code's), small DCGAN-style conv nets for images.
+"""Default models (``--arch small``): MLPs for points (the WGAN-GP toy code's), small DCGAN-style
+conv nets for images; and :func:`build_models`, which picks them or DCGAN (``--arch dcgan``,
+:mod:`pygan.train.dcgan`) and adds the trick layers (minibatch discrimination, virtual batch norm).
 
-Neither critic has BatchNorm (it couples the samples of a batch, so a per-sample gradient penalty
+Neither small critic has BatchNorm (it couples the samples of a batch, so a per-sample gradient penalty
 would no longer be per sample; WGAN-GP §4). The generators have none either, so a sample depends
 only on its own noise: that keeps data-parallel runs identical to single-process ones.
 """
