@@ -61,7 +61,17 @@ def one_run(job: dict) -> dict:
 
     t0 = time.perf_counter()
     cfg = TrainConfig(**job["cfg"])
-    trainer = run(cfg)
+    if job.get("collect"):  # a finished run: rebuild it from its checkpoint (no training)
+        from pygan.train import build
+
+        cfg.resume, cfg.force = True, False
+        trainer = build(cfg)
+        if trainer.step < cfg.steps or not trainer.history:
+            raise RuntimeError(f"{cfg.out} is not finished (step {trainer.step})")
+        if trainer.run_lock is not None:
+            trainer.run_lock.release()
+    else:
+        trainer = run(cfg)
     hist = trainer.history
     row = {"trick": job["trick"], "loss": cfg.loss, "data": cfg.data, "seed": cfg.seed, "steps": trainer.step,
            "w1": hist[-1]["w1"], "w1_step0": hist[0]["w1"], "best_w1": min(h["w1"] for h in hist),
@@ -186,12 +196,16 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", type=Path, default=Path("runs/tricks"))
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--publish", action="store_true")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train nothing: read the finished runs in --runs-dir (the others are left out)")
     args = p.parse_args(argv)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     res_dir = ROOT / "bench" / "results" if args.publish else Path("pygan-bench-results") / stamp
     json_path = args.json or res_dir / "tricks_cpu.json"
     img_dir = ROOT / "docs" / "img" / "tricks" if args.publish else json_path.parent / "img"
     todo = jobs(args)
+    if args.collect_only:
+        todo = [dict(j, collect=True) for j in todo if (Path(j["cfg"]["out"]) / "checkpoint.pt").exists()]
     rows, t0 = [], time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(one_run, j): j for j in todo}
