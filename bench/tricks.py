@@ -75,7 +75,7 @@ def one_run(job: dict) -> dict:
     hist = trainer.history
     row = {"trick": job["trick"], "loss": cfg.loss, "data": cfg.data, "seed": cfg.seed, "steps": trainer.step,
            "w1": hist[-1]["w1"], "w1_step0": hist[0]["w1"], "best_w1": min(h["w1"] for h in hist),
-           "wall_s": time.perf_counter() - t0, "out": cfg.out}
+           "wall_s": time.perf_counter() - t0, "train_s": hist[-1].get("elapsed"), "out": cfg.out}
     if cfg.data in ("8gaussians", "25gaussians"):
         from bench.train_quality import mode_stats
 
@@ -222,9 +222,12 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size, "eval_samples": args.eval_samples, "ha_weight": args.ha_weight,
             "dcgan_width": args.dcgan_width, "jobs": args.jobs, "wall_s": wall, "seeds": args.seeds,
             "load_average": os.getloadavg(), "cpus": os.cpu_count()}
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     text = table(rows, TOY, LOSSES) + "\n" + image_table(rows)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    # "command" and "table_markdown": what bench/tables.py renders for a results file with its own table.
+    command = "nice -n 10 python bench/tricks.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    json_path.write_text(json.dumps({"command": command.strip(), "table_markdown": text, "meta": meta, "rows": rows},
+                                    indent=1) + "\n")
     print(f"{len(rows)} runs in {wall:.0f} s (jobs {args.jobs}, load average at the end {meta['load_average']})")
     print(text)
     try:
