@@ -90,6 +90,8 @@ def jobs(args) -> list[dict]:
                   progress=False, plots=True, force=True, device="cpu", threads=1)
     for seed in args.seeds:  # seed-major: a run cut short still has every cell once
         for trick, opts in TRICKS.items():
+            if args.tricks and trick not in args.tricks:
+                continue
             opts = {k: (args.ha_weight if v is None else v) for k, v in opts.items()}
             for loss in LOSSES:
                 for data in TOY:
@@ -195,6 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--image-data", default="shapes", help="'' to skip the image runs")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/tricks"))
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--tricks", nargs="+", choices=list(TRICKS), default=None, help="only these rows")
     p.add_argument("--publish", action="store_true")
     p.add_argument("--collect-only", action="store_true",
                    help="train nothing: read the finished runs in --runs-dir (the others are left out)")
