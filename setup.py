@@ -44,7 +44,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["pygan", "pygan.ot", "pygan.train", "pygan.experiments", "pygan.bench", "pygan.csrc", "pygan.csrc.cpu", "pygan.csrc.cuda", "pygan.csrc.emd"],
+    packages=["pygan", "pygan.ot", "pygan.nn", "pygan.train", "pygan.experiments", "pygan.bench", "pygan.csrc", "pygan.csrc.cpu", "pygan.csrc.cuda", "pygan.csrc.emd"],
     package_dir={"pygan.bench": "bench", "pygan.csrc": "csrc", "pygan.csrc.cpu": "csrc/cpu",
                  "pygan.csrc.cuda": "csrc/cuda", "pygan.csrc.emd": "csrc/emd"},
     package_data={"pygan.csrc": ["*.cpp", "*.h"], "pygan.csrc.cpu": ["*.cpp", "*.h"],

@@ -131,8 +131,11 @@ def test_features(side):
         assert f.shape[1] == 4 * 2 ** (layer - 1) * (side // 2 ** layer) ** 2
     assert torch.equal(D.features(x), D.features(x, D.depth))
     torch.testing.assert_close(D(x), D.head(D.features(x)), rtol=0, atol=0)
-    for bad in (0, D.depth + 1, 1.0, True):
-        with pytest.raises(ValueError, match=rf"layer: expected an int in 1..{D.depth}"):
+    for bad in (0, D.depth + 1):
+        with pytest.raises(ValueError, match=rf"layer must be an int >= 1 and <= {D.depth}"):
+            D.features(x, bad)
+    for bad in (1.0, True):
+        with pytest.raises(TypeError, match="layer must be an int, got"):
             D.features(x, bad)
 
 
@@ -163,7 +166,7 @@ def test_virtual_batchnorm_generator():
     (dict(side=48), "side: expected one of 32, 64"),
     (dict(side=16), "side: expected one of 32, 64"),
     (dict(channels=2), "channels: expected 1 or 3"),
-    (dict(width=0), "width: expected an int >= 1"),
+    (dict(width=0), "width must be an int >= 1"),
 ])
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -173,9 +176,9 @@ def test_bad_construction(kwargs, match):
 
 
 def test_bad_options_and_input():
-    with pytest.raises(ValueError, match="norm: expected one of 'batch', 'layer', 'none'"):
+    with pytest.raises(ValueError, match="norm must be .batch., .layer. or .none."):
         DCGANDiscriminator(norm="virtual")
-    with pytest.raises(ValueError, match="norm: expected one of 'batch', 'virtual', 'none'"):
+    with pytest.raises(ValueError, match="norm must be .batch., .virtual. or .none."):
         DCGANGenerator(norm="layer")
     with pytest.raises(ValueError, match="latent_dim"):
         DCGANGenerator(latent_dim=0)
@@ -231,15 +234,15 @@ def test_shapes_edge_cases_and_bad_input():
     x, y = shapes(0)
     assert x.shape == (0, 1, 32, 32) and y.shape == (0,)
     assert torch.equal(shapes(1, seed=3)[0], shapes(1, seed=3)[0])
-    with pytest.raises(ValueError, match="n: expected an int >= 0"):
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
         shapes(-1)
     with pytest.raises(ValueError, match="side: expected one of 32, 64"):
         shapes(4, side=28)
     with pytest.raises(ValueError, match="channels: expected 1 or 3"):
         shapes(4, channels=4)
-    with pytest.raises(TypeError, match="seed: expected an int"):
+    with pytest.raises(TypeError, match="seed must be an int"):
         shapes(4, seed=1.5)
-    with pytest.raises(ValueError, match="name: expected one of shapes, digits"):
+    with pytest.raises(ValueError, match="name must be .shapes. or .digits."):
         image_dataset("cifar10")
     assert IMAGE_DATASETS == ("shapes", "digits")
     assert torch.equal(image_dataset("shapes", n=5, seed=2)[0], shapes(5, seed=2)[0])

@@ -27,6 +27,9 @@ from pygan.train.losses import spec
 from pygan.train.models import dcgan_critic, dcgan_generator, mlp_critic, mlp_generator
 from pygan.train.rundir import RunDirectoryBusy, RunLock, remove_stale_temporaries
 from pygan.train.trainer import Trainer
+from pygan.train import tricks_cli
+from pygan.train.images import IMAGE_DATASETS, make_image_sampler
+from pygan.train.models import build_models
 
 __all__ = ["RUN_FILES", "build", "run", "make_optimizers"]
 
@@ -141,9 +144,15 @@ def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: 
     out, existing = _check_out(cfg)
     # The data decides the defaults (points or images), so it is loaded first; the batch is set after.
     setup = cond_setup.prepare(cfg, device, rank, world)  # a conditional model's data and models (or None)
-    sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world) \
-        if setup is None else (setup.sampler, setup.held)
+    if setup is not None:
+        sampler, held = setup.sampler, setup.held
+    elif cfg.data in IMAGE_DATASETS:
+        sampler, held = make_image_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank,
+                                           world, cfg.image_side)
+    else:
+        sampler, held = make_sampler(cfg.data, cfg.batch_size or 1, cfg.seed, device, cfg.eval_samples, rank, world)
     full = resolve(cfg, sampler.kind, sampler.sample_shape[0] if sampler.kind == "points" else 0)
+    tricks_cli.check_data(full, sampler.kind, sampler.sample_shape, world)
     sampler.batch_size = full.batch_size
     # Every rank has checked --out (and the data is valid) before rank 0 changes anything there.
     dist_utils.barrier()
@@ -163,6 +172,11 @@ def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: 
     else:
         c, side, _ = sampler.sample_shape
         G, D = dcgan_generator(full.latent_dim, c, side), dcgan_critic(c, side)
+    if full.arch != "small" or full.minibatch_discrimination or full.virtual_batchnorm:
+        torch.manual_seed(full.seed)  # the same draws as if only these models were built
+        G, D, notes = build_models(full, sampler.kind, sampler.sample_shape, world)
+        for note in notes if rank == 0 else ():
+            print(f"pygan train: {note}", file=sys.stderr)
     G, D = G.to(device), D.to(device)
     g_opt, d_opt = make_optimizers(full.loss, G, D, full.lr_g, full.lr_d, full.clip, capturable=full.cuda_graphs)
     if s.optimizer == "clipped-rmsprop":
@@ -177,10 +191,11 @@ def _build(cfg: TrainConfig, device: torch.device, rank: int, world: int, lock: 
                       eval_data=held, eval_every=full.eval_every, ckpt_every=full.ckpt_every, out=out,
                       seed=full.seed, config=saved_config, plots=full.plots, progress=full.progress,
                       run_lock=lock, cuda_graphs=full.cuda_graphs,
-                      condition=setup.condition if setup is not None else None)
+                      condition=setup.condition if setup is not None else None, **tricks_cli.trainer_kwargs(full))
     if cfg.resume:
         state = read_checkpoint(out / CHECKPOINT)
-        check_resume_config(state.get("config") if isinstance(state, dict) else None, saved_config)
+        check_resume_config(tricks_cli.fill_defaults(state.get("config")) if isinstance(state, dict) else None,
+                            saved_config)
         trainer.load_checkpoint(out / CHECKPOINT, state=state)
         if trainer.step >= full.steps and rank == 0:
             print(f"pygan train: the run in {cfg.out} is already at step {trainer.step} >= --steps {full.steps}",

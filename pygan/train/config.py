@@ -11,7 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 
 from pygan import _validate as check
+from pygan.train import tricks_cli
 from pygan.train.data import TOY_DATASETS
+from pygan.train.images import IMAGE_DATASETS
 from pygan.train.losses import LOSSES, spec
 
 __all__ = ["TrainConfig", "FIELD_HELP", "RESUMABLE", "resolve", "validate", "check_resume_config", "check_int",
@@ -64,6 +66,17 @@ class TrainConfig:
     lambda_info: float = 1.0
     pix2pix: bool = False
     lambda_l1: float = 100.0
+    # The architecture and the training tricks (pygan.train.tricks, pygan.train.tricks_cli).
+    arch: str = "small"
+    dcgan_width: int = 64
+    image_side: int = 32
+    feature_matching: bool = False
+    feature_layer: int | None = None
+    minibatch_discrimination: bool = False
+    minibatch_kernels: int = 16
+    historical_averaging: float = 0.0
+    label_smoothing: float = 1.0
+    virtual_batchnorm: bool = False
 
 
 # One line per field: the command line's --help (and the documentation of each option).
@@ -116,6 +129,8 @@ FIELD_HELP = {
                "patch critic, + λ_L1·E|b - G(a)|; logs l1 (held out)",
     "lambda_l1": "pix2pix: λ_L1, the weight of the L1 term",
 }
+FIELD_HELP.update(tricks_cli.HELP)
+FIELD_HELP["data"] += "; or images with no download: shapes (procedural) or digits (8x8, upsampled; --image-side)"
 
 
 def resolve(cfg: TrainConfig, kind: str, dim: int) -> TrainConfig:
@@ -190,9 +205,24 @@ def validate(cfg: TrainConfig) -> None:
     from pygan.train import cond_setup
 
     cond_setup.validate(cfg)  # the conditional options
-    if cfg.data not in TOY_DATASETS + cond_setup.NAMED_DATA and not cfg.data.endswith((".npy", ".pt", ".npz")):
+    if (cfg.data not in TOY_DATASETS + cond_setup.NAMED_DATA and cfg.data not in IMAGE_DATASETS
+            and not cfg.data.endswith((".npy", ".pt", ".npz"))):
+        names = TOY_DATASETS + tuple(n for n in IMAGE_DATASETS + tuple(cond_setup.NAMED_DATA)
+                                     if n not in TOY_DATASETS)
         raise ValueError(f"--data {cfg.data!r}: unknown dataset; expected one of "
-                         f"{', '.join(TOY_DATASETS + cond_setup.NAMED_DATA)} or a .npy / .pt / .npz file")
+                         f"{', '.join(dict.fromkeys(names))} or a .npy / .pt / .npz file")
+    tricks_cli.validate_config(cfg)
+    if cond_setup.active(cfg):
+        # The conditional models are built and updated by pygan.train.cond_step, which the DCGAN
+        # architecture and the tricks do not reach: refused rather than silently ignored.
+        tricks_on = [flag for flag, on in (
+            ("--arch dcgan", cfg.arch != "small"), ("--feature-matching", cfg.feature_matching),
+            ("--minibatch-discrimination", cfg.minibatch_discrimination),
+            ("--historical-averaging", cfg.historical_averaging > 0),
+            ("--label-smoothing", cfg.label_smoothing != 1.0), ("--virtual-batchnorm", cfg.virtual_batchnorm)) if on]
+        if tricks_on:
+            raise ValueError(f"{', '.join(tricks_on)}: not available with --conditional, --infogan-* or --pix2pix "
+                             "(conditional models use their own networks and updates)")
 
 
 def check_resume_config(saved: dict | None, cfg: dict) -> None:

@@ -28,11 +28,10 @@ D: x -> Conv(C, w, 4, 2, 1) 32x32 -> w->2w 16x16 -> 2w->4w 8x8 -> 4w->8w 4x4 -> 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
+from pygan import _validate as _v
 from pygan.nn import MinibatchDiscrimination, VirtualBatchNorm
 
 __all__ = ["SIDES", "DCGANGenerator", "DCGANDiscriminator", "init_dcgan_weights"]
@@ -43,9 +42,7 @@ _G_NORMS = ("batch", "virtual", "none")
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
+    return _v.integer(value, name, low=minimum)
 
 
 def _check_geometry(channels, side) -> tuple[int, int]:
@@ -99,9 +96,7 @@ class DCGANGenerator(nn.Module):
         self.latent_dim = _check_int("latent_dim", latent_dim, 1)
         self.channels, self.side = _check_geometry(channels, side)
         self.width = _check_int("width", width, 1)
-        if norm not in _G_NORMS:
-            raise ValueError(f"norm: expected one of {', '.join(map(repr, _G_NORMS))}, got {norm!r}")
-        self.norm = norm
+        self.norm = _v.choice(norm, "norm", _G_NORMS)
         widths = _widths(self.side, self.width)
         layers: list[nn.Module] = []
         c_in = self.latent_dim
@@ -153,9 +148,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.channels, self.side = _check_geometry(channels, side)
         self.width = _check_int("width", width, 1)
-        if norm not in _D_NORMS:
-            raise ValueError(f"norm: expected one of {', '.join(map(repr, _D_NORMS))}, got {norm!r}")
-        self.norm = norm
+        self.norm = _v.choice(norm, "norm", _D_NORMS)
         minibatch_kernels = _check_int("minibatch_kernels", minibatch_kernels, 0)
         widths = _widths(self.side, self.width)[::-1]  # [w, 2w, 4w(, 8w)]
         blocks: list[nn.Module] = []
@@ -201,8 +194,7 @@ class DCGANDiscriminator(nn.Module):
         self._check_input(x)
         if layer is None:
             layer = self.depth
-        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 1 <= layer <= self.depth:
-            raise ValueError(f"layer: expected an int in 1..{self.depth} (D's convolution blocks), got {layer!r}")
+        layer = _v.integer(layer, "layer", "DCGANDiscriminator.features", low=1, high=self.depth)
         for block in self.blocks[:layer]:
             x = block(x)
         return x.flatten(1)

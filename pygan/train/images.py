@@ -14,12 +14,13 @@ range of a tanh generator) and int64 labels [N] (for conditional models).
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IMAGE_DATASETS", "SHAPE_CLASSES", "shapes", "digits", "image_dataset"]
+from pygan import _validate as _v
+
+__all__ = ["IMAGE_DATASETS", "SHAPE_CLASSES", "shapes", "digits", "image_dataset", "make_image_sampler"]
 
 IMAGE_DATASETS = ("shapes", "digits")
 SHAPE_CLASSES = ("disc", "square", "triangle")
@@ -72,11 +73,9 @@ def shapes(n: int, side: int = 32, channels: int = 1, seed: int = 0) -> tuple[to
     Returns:
         (images [n, channels, side, side] float32 in [-1, 1], labels [n] int64 indexing SHAPE_CLASSES).
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    n = _v.integer(n, "n", "shapes", low=0)
     _check_geometry(side, channels)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    seed = _v.integer(seed, "seed", "shapes")
     g = torch.Generator().manual_seed(int(seed))
     # All random numbers are drawn first, in a fixed order, so the images do not depend on _CHUNK.
     labels = torch.randint(len(SHAPE_CLASSES), (n,), generator=g)
@@ -159,4 +158,31 @@ def image_dataset(name: str, *, side: int = 32, channels: int = 1, n: int = 1000
         return shapes(n, side=side, channels=channels, seed=seed)
     if name == "digits":
         return digits(side=side, channels=channels)
-    raise ValueError(f"name: expected one of {', '.join(IMAGE_DATASETS)}, got {name!r}")
+    _v.choice(name, "name", IMAGE_DATASETS, "image_dataset")
+    raise AssertionError(name)  # unreachable: choice() refused every other name
+
+
+def make_image_sampler(name: str, batch_size: int, seed: int, device, eval_samples: int, rank: int = 0,
+                       world_size: int = 1, side: int = 32):
+    """``pygan train --data shapes|digits``: the training sampler and the held-out images.
+
+    "shapes": 10000 training images drawn from ``seed + 1_000_033`` and ``eval_samples`` held-out
+    ones from ``seed + 1_000_003`` (fresh images, as for the toy point sets). "digits": a seeded
+    random ``min(eval_samples, 1797 // 5)`` of the 1797 images are held out and never trained on (as
+    for a user's file). Grey (1 channel) images of side ``side``; the labels are not used.
+
+    Returns:
+        (sampler, held_out) as :func:`pygan.train.data.make_sampler` returns them.
+    """
+    from pygan.train.data import TensorSampler
+
+    _v.choice(name, "--data", IMAGE_DATASETS)
+    if name == "shapes":
+        train, _ = shapes(10000, side=side, seed=seed + 1_000_033)
+        held, _ = shapes(eval_samples, side=side, seed=seed + 1_000_003)
+    else:
+        x, _ = digits(side=side)
+        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
+        n_held = max(1, min(eval_samples, x.shape[0] // 5))
+        held, train = x[perm[:n_held]], x[perm[n_held:]]
+    return TensorSampler(train, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)

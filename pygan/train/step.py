@@ -27,6 +27,7 @@ from pygan.train import distributed as dist_utils
 from pygan.train.config import check_int, check_nonnegative
 from pygan.train.graphs import WARMUP_STEPS, StepGraphs, unsupported
 from pygan.train.losses import NEEDS_ALPHA, critic_loss, generator_objective, spec
+from pygan.train.tricks import Tricks
 
 __all__ = ["TrainStep", "TrainingDiverged"]
 
@@ -49,7 +50,10 @@ class TrainStep:
                  latent_shape: int | tuple[int, ...] = 2, n_critic: int | None = None,
                  penalty_weight: float = 10.0, lazy_every: int = 1, instance_noise: float = 0.0,
                  noise_anneal_steps: int | None = None, ema: float = 0.0, lr_decay: str = "none",
-                 seed: int = 0, cuda_graphs: bool = False, condition=None):
+                 seed: int = 0, cuda_graphs: bool = False, condition=None,
+                 feature_matching: bool = False, feature_layer: int | None = None,
+                 minibatch_discrimination: bool = False, historical_averaging: float = 0.0,
+                 label_smoothing: float = 1.0, virtual_batchnorm: bool = False):
         self.spec = spec(loss)
         self.G, self.D = G, D
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
@@ -89,9 +93,21 @@ class TrainStep:
         dist_utils.broadcast_parameters(self.D)
         if self.G_ema is not None:
             dist_utils.broadcast_parameters(self.G_ema)
+        # After the broadcast: the historical averages start from the same weights on every rank.
+        self.tricks = Tricks(self, feature_matching=feature_matching, feature_layer=feature_layer,
+                             minibatch_discrimination=minibatch_discrimination,
+                             historical_averaging=historical_averaging, label_smoothing=label_smoothing,
+                             virtual_batchnorm=virtual_batchnorm)
+        if cuda_graphs and self.tricks.active:
+            raise ValueError("cuda_graphs: the trainer step cannot be captured with the tricks (feature_matching, "
+                             "minibatch_discrimination, historical_averaging, label_smoothing, virtual_batchnorm)")
         # A conditional model (pygan.train.cond_step): its updates replace the plain ones below.
         self.condition = condition
         if condition is not None:
+            if self.tricks.active:  # a condition's updates replace the plain ones the tricks hook into
+                raise ValueError("condition: the training tricks (feature_matching, minibatch_discrimination, "
+                                 "historical_averaging, label_smoothing, virtual_batchnorm) are not available "
+                                 "with a conditional model")
             condition.attach(self)
 
     def last_checkpoint_text(self) -> str:
@@ -160,12 +176,13 @@ class TrainStep:
         kind = self.spec.penalty if self._penalty_due() else None
         # alpha: the global batch's draw, this rank's slice (after z and the instance noise).
         alpha = self._draw(torch.rand, (), batch, real.dtype) if kind in NEEDS_ALPHA else None
-        loss, penalty = critic_loss(self.spec.family, self.D, real, fake, kind,
-                                    weight=self.penalty_weight * self.lazy_every, alpha=alpha)
+        loss, penalty = self.tricks.critic_loss(self.spec.family, self.D, real, fake, kind,
+                                                weight=self.penalty_weight * self.lazy_every, alpha=alpha)
         self.d_opt.zero_grad(set_to_none=True)
         loss.backward()
         dist_utils.all_reduce_gradients(self.D.parameters())
         self.d_opt.step()
+        self.tricks.after_critic_step()
         self.critic_steps += 1
         return loss.detach(), penalty.detach()
 
@@ -181,7 +198,7 @@ class TrainStep:
             p.requires_grad_(False)
         try:
             fake = self._noisy(self.G(self._noise(batch)), sigma)
-            loss = generator_objective(self.spec.name, _scores(self.D, fake))
+            loss = self.tricks.generator_loss(self, fake, sigma)
             self.g_opt.zero_grad(set_to_none=True)
             loss.backward()
         finally:
@@ -189,6 +206,7 @@ class TrainStep:
                 p.requires_grad_(True)
         dist_utils.all_reduce_gradients(self.G.parameters())
         self.g_opt.step()
+        self.tricks.after_generator_step()
         return loss.detach()
 
     def _after_warmup_step(self) -> None:

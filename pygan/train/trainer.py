@@ -32,6 +32,7 @@ from pygan.train.losses import critic_objective
 from pygan.train.progress import Progress, ctrl_c_requests_stop
 from pygan.train.rundir import RunLock, remove_stale_temporaries
 from pygan.train.step import TrainingDiverged, TrainStep
+from pygan.train.tricks import frozen_buffers
 
 __all__ = ["Trainer", "TrainingDiverged", "CHECKPOINT", "METRICS"]
 
@@ -76,6 +77,12 @@ class Trainer(TrainStep):
             (``LabelCondition``: G(z, y), D(x, y) and data of (x, y) batches; ``InfoGANCondition``;
             ``Pix2PixCondition``: G(a), D(a, b) and data of (a, b) pairs, eval_data the targets b).
             Its updates, metrics and pictures replace the plain ones (docs/conditional.md).
+        **tricks: the training tricks of Salimans et al. 2016 (:class:`pygan.train.tricks.Tricks`,
+            docs/train.md): ``feature_matching`` (bool) and ``feature_layer`` (D's layer, 1-based;
+            None: the last), ``historical_averaging`` (W >= 0), ``label_smoothing`` (the real target
+            s in (0, 1], JS losses only), and ``minibatch_discrimination`` / ``virtual_batchnorm``
+            (bool: check that D holds a pygan.nn.MinibatchDiscrimination layer, that G is a
+            pygan.nn.ReferenceBatch; ``pygan.train.models.build_models`` builds such nets).
     """
 
     @renamed_keywords("Trainer", generator="G", critic="D")  # the old names, for one release
@@ -87,11 +94,11 @@ class Trainer(TrainStep):
                  eval_data: torch.Tensor | None = None, eval_every: int = 100, ckpt_every: int = 500,
                  out: str | Path | None = None, seed: int = 0, config: dict | None = None,
                  plots: bool = True, progress: bool = True, run_lock: RunLock | None = None,
-                 cuda_graphs: bool = False, condition=None):
+                 cuda_graphs: bool = False, condition=None, **tricks):
         super().__init__(G, D, g_optimizer, d_optimizer, data, loss=loss, latent_shape=latent_shape,
                          n_critic=n_critic, penalty_weight=penalty_weight, lazy_every=lazy_every,
                          instance_noise=instance_noise, noise_anneal_steps=noise_anneal_steps, ema=ema,
-                         lr_decay=lr_decay, seed=seed, cuda_graphs=cuda_graphs, condition=condition)
+                         lr_decay=lr_decay, seed=seed, cuda_graphs=cuda_graphs, condition=condition, **tricks)
         self.eval_every = check_int(eval_every, "eval_every", 1)
         self.ckpt_every = check_int(ckpt_every, "ckpt_every", 1)
         self.out = Path(out) if out is not None else None
@@ -114,8 +121,9 @@ class Trainer(TrainStep):
     def critic_estimate(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         """−L_D without the penalty on the given batches (W1's estimate for the W family)."""
         with torch.no_grad():
-            return -float(critic_objective(self.spec.family, critic_scores(self.D, real, "the trainer"),
-                                           critic_scores(self.D, fake, "the trainer")))
+            D = self.tricks.eval_critic(self.D)
+            return -float(critic_objective(self.spec.family, critic_scores(D, real, "the trainer"),
+                                           critic_scores(D, fake, "the trainer")))
 
     def evaluate(self) -> dict:
         """The metrics at the current step (rank 0 only computes W1; others return the losses).
@@ -157,7 +165,7 @@ class Trainer(TrainStep):
         if z is None:
             z = torch.randn((n or 1, *self.latent_shape), generator=self._sample_gen, device=self.device,
                             dtype=self.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), frozen_buffers(g):  # sampling leaves batch-norm / VBN statistics as they are
             return g(z)
 
     # ---------------------------------------------------------------- checkpoints
@@ -172,6 +180,8 @@ class Trainer(TrainStep):
             "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
             "running": dict(self._sums),  # the averages since the last evaluation continue after a resume
         }
+        if (tricks := self.tricks.state_dict()) is not None:  # historical averages (pygan.train.tricks)
+            state["tricks"] = tricks
         state["checksum"] = checksum(state)
         return state
 
@@ -184,6 +194,7 @@ class Trainer(TrainStep):
                 checked before anything is changed).
         """
         check_state(state, self.G, self.D, self.G_ema, self.g_opt, self.d_opt)
+        self.tricks.check_state(state.get("tricks"))
         if self.graphs is not None:  # the optimisers' state tensors are replaced: capture again
             self.graphs = StepGraphs(self.generator)
         self.G.load_state_dict(state["generator"])
@@ -197,6 +208,7 @@ class Trainer(TrainStep):
         if state.get("data") is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         self.step, self.critic_steps = int(state["step"]), int(state["critic_steps"])
+        self.tricks.load_state_dict(state.get("tricks"))
         if state.get("running") is not None:
             self._sums = {k: type(v)(state["running"][k]) for k, v in self._zero_sums().items()}
 
@@ -262,8 +274,8 @@ class Trainer(TrainStep):
         if self.condition is not None:  # per-class rows, traversals, pix2pix triplets
             self.condition.draw(self)
             return
-        plots.draw_run(self.out, self.spec.name, self.step, self.eval_data, self.sample(z=self.eval_z), self.D,
-                       self.history)
+        plots.draw_run(self.out, self.spec.name, self.step, self.eval_data, self.sample(z=self.eval_z),
+                       self.tricks.eval_critic(self.D), self.history)
 
     # ---------------------------------------------------------------- the loop
     def request_stop(self) -> None:
