@@ -129,6 +129,11 @@ def _bad_inputs(tmp):
         (["--infogan-continuous", "-2"], "--infogan-continuous"),
         (["--infogan-categorical", "4", "--lambda-info", "-1"], "--lambda-info"),
         (["--pix2pix", "--data", "outlines", "--lambda-l1", "nan"], "--lambda-l1"),
+        # the DCGAN architecture and the training tricks do not reach a conditional model's updates
+        (["--conditional", "--historical-averaging", "0.01"], "--historical-averaging"),
+        (["--conditional", "--loss", "nsgan", "--label-smoothing", "0.9"], "--label-smoothing"),
+        (["--infogan-categorical", "4", "--feature-matching"], "--feature-matching"),
+        (["--pix2pix", "--data", "outlines", "--virtual-batchnorm"], "--virtual-batchnorm"),
     ]
 
 
