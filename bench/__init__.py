@@ -33,7 +33,33 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--only: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     for device in _harness.devices(args.device):
+        if note := use_cuda_kernels(device):
+            print(note)
         for name in names:
             # Imported lazily: `import pygan.bench` stays cheap, and a script's import error names it.
             importlib.import_module(f"{__name__}.{name}").run(device, args.out, args.quick)
     return 0
+
+
+def use_cuda_kernels(device, environ=None) -> str | None:
+    """Make a CUDA run time the compiled CUDA kernels, not the twins.
+
+    pygan's CUDA kernels are opt-in until a GPU run has verified them (``PYGAN_CUDA_KERNELS``,
+    pygan/_cuda_policy.py), so without the switch a CUDA benchmark would time the pure-PyTorch twins
+    under the kernels' names. When the variable is unset, a CUDA run sets it to ``1`` for this process.
+
+    Args:
+        device: the device a benchmark is about to run on (a string or torch.device).
+        environ: the environment to read and change (default: ``os.environ``).
+
+    Returns:
+        A line saying what was set, or None when nothing changed (a CPU device, or the variable set).
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    if not str(device).startswith("cuda") or environ.get("PYGAN_CUDA_KERNELS", "") != "":
+        return None
+    environ["PYGAN_CUDA_KERNELS"] = "1"
+    return ("bench: timing the compiled CUDA kernels (PYGAN_CUDA_KERNELS=1 for this run; "
+            "PYGAN_CUDA_KERNELS=0 times the pure-PyTorch twins instead)")

@@ -44,6 +44,11 @@ __all__ = ["gradient_penalty", "r1_penalty", "dragan_penalty", "fd_penalty", "La
 _checked_critics: weakref.WeakSet = weakref.WeakSet()
 
 
+def allow_batchnorm(critic: nn.Module) -> None:
+    """Internal API: no BatchNorm warning for ``critic`` (a JS-loss critic, which no penalty constrains per sample)."""
+    _checked_critics.add(critic)
+
+
 def _warn_if_batchnorm(critic: Callable) -> None:
     if not isinstance(critic, nn.Module) or critic in _checked_critics:
         return

@@ -266,3 +266,17 @@ def test_train_quality_leaves_tracked_results_alone(tmp_path, monkeypatch):
     written = list((tmp_path / "pygan-bench-results").glob("*/train_quality_cpu.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["runs"]
     assert (tracked.read_bytes() if tracked.exists() else None) == before
+
+
+def test_a_cuda_run_times_the_kernels_not_the_twins():
+    try:
+        from pygan.bench import use_cuda_kernels
+    except ImportError:  # a checkout used without installing
+        from bench import use_cuda_kernels
+
+    env = {}
+    assert use_cuda_kernels("cpu", env) is None and env == {}
+    assert "PYGAN_CUDA_KERNELS=1" in use_cuda_kernels("cuda", env)
+    assert env == {"PYGAN_CUDA_KERNELS": "1"}
+    chosen = {"PYGAN_CUDA_KERNELS": "0"}  # the user's own choice stands
+    assert use_cuda_kernels("cuda:0", chosen) is None and chosen == {"PYGAN_CUDA_KERNELS": "0"}

@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
         kind = {"int | None": int, "float | None": float}.get(str(f.type), None)
         if kind is None:
             kind = type(default)
-        shown = "" if default is None else f" (default: {default})"  # None: the help text says it
+        # None or "": the help text says what the absence means
+        shown = "" if default is None or default == "" else f" (default: {default})"
         p.add_argument(flag, dest=f.name, type=kind, default=default, help=FIELD_HELP[f.name] + shown)
     return p
 

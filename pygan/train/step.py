@@ -26,7 +26,7 @@ from pygan.penalties import critic_scores
 from pygan.train import distributed as dist_utils
 from pygan.train.config import check_int, check_nonnegative
 from pygan.train.graphs import WARMUP_STEPS, StepGraphs, unsupported
-from pygan.train.losses import NEEDS_ALPHA, critic_loss, generator_objective, spec
+from pygan.train.losses import NEEDS_ALPHA, spec
 from pygan.train.tricks import Tricks
 
 __all__ = ["TrainStep", "TrainingDiverged"]

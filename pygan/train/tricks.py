@@ -217,10 +217,10 @@ class Tricks:
         if name in COUPLED_LOSSES:
             # No gradient penalty: batch norm in D is what these losses were designed with, so the
             # penalties' BatchNorm warning (pygan.penalties) does not apply to this critic.
-            from pygan.penalties import _checked_critics
+            from pygan.penalties import allow_batchnorm
 
-            _checked_critics.add(step.D)
-            _checked_critics.add(self._eval_critic)
+            allow_batchnorm(step.D)
+            allow_batchnorm(self._eval_critic)
         self.ha_g = HistoricalAverage(step.G, self.weight) if self.weight > 0 else None
         self.ha_d = HistoricalAverage(step.D, self.weight) if self.weight > 0 else None
 
