@@ -28,7 +28,8 @@ from pygan.train.models import dcgan_critic, dcgan_generator, mlp_critic, mlp_ge
 from pygan.train.rundir import RunDirectoryBusy, RunLock, remove_stale_temporaries
 from pygan.train.trainer import Trainer
 from pygan.train import tricks_cli
-from pygan.train.images import IMAGE_DATASETS, make_image_sampler
+from pygan.train.image_data import make_image_sampler
+from pygan.train.images import IMAGE_DATASETS
 from pygan.train.models import build_models
 
 __all__ = ["RUN_FILES", "build", "run", "make_optimizers"]

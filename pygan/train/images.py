@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from pygan import _validate as _v
 
-__all__ = ["IMAGE_DATASETS", "SHAPE_CLASSES", "shapes", "digits", "image_dataset", "make_image_sampler"]
+__all__ = ["IMAGE_DATASETS", "SHAPE_CLASSES", "shapes", "digits", "image_dataset"]
 
 IMAGE_DATASETS = ("shapes", "digits")
 SHAPE_CLASSES = ("disc", "square", "triangle")
@@ -160,29 +160,3 @@ def image_dataset(name: str, *, side: int = 32, channels: int = 1, n: int = 1000
         return digits(side=side, channels=channels)
     _v.choice(name, "name", IMAGE_DATASETS, "image_dataset")
     raise AssertionError(name)  # unreachable: choice() refused every other name
-
-
-def make_image_sampler(name: str, batch_size: int, seed: int, device, eval_samples: int, rank: int = 0,
-                       world_size: int = 1, side: int = 32):
-    """``pygan train --data shapes|digits``: the training sampler and the held-out images.
-
-    "shapes": 10000 training images drawn from ``seed + 1_000_033`` and ``eval_samples`` held-out
-    ones from ``seed + 1_000_003`` (fresh images, as for the toy point sets). "digits": a seeded
-    random ``min(eval_samples, 1797 // 5)`` of the 1797 images are held out and never trained on (as
-    for a user's file). Grey (1 channel) images of side ``side``; the labels are not used.
-
-    Returns:
-        (sampler, held_out) as :func:`pygan.train.data.make_sampler` returns them.
-    """
-    from pygan.train.data import TensorSampler
-
-    _v.choice(name, "--data", IMAGE_DATASETS)
-    if name == "shapes":
-        train, _ = shapes(10000, side=side, seed=seed + 1_000_033)
-        held, _ = shapes(eval_samples, side=side, seed=seed + 1_000_003)
-    else:
-        x, _ = digits(side=side)
-        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
-        n_held = max(1, min(eval_samples, x.shape[0] // 5))
-        held, train = x[perm[:n_held]], x[perm[n_held:]]
-    return TensorSampler(train, batch_size, seed + 1_000_033, device, rank, world_size), held.to(device)
