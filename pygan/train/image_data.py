@@ -32,7 +32,11 @@ def make_image_sampler(name: str, batch_size: int, seed: int, device, eval_sampl
         train, _ = shapes(10000, side=side, seed=seed + 1_000_033)
         held, _ = shapes(eval_samples, side=side, seed=seed + 1_000_003)
     else:
-        x, _ = digits(side=side)
+        try:
+            x, _ = digits(side=side)
+        except ImportError:  # the same one-line error as the conditional runs' digits (data.digits8)
+            raise ValueError("--data digits needs scikit-learn, an optional dependency (the digits ship with "
+                             "it, no download): pip install scikit-learn") from None
         perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1_000_003))
         n_held = max(1, min(eval_samples, x.shape[0] // 5))
         held, train = x[perm[:n_held]], x[perm[n_held:]]
