@@ -135,16 +135,23 @@ def _logs(logs: list[Path]) -> str:
 # entry per thread in /proc/self/task) in threads-rank<r>.json: gloo's worker threads must be joined
 # when main() returns, not left to die at interpreter exit (see test_process_group_dies_with_main).
 RANK_RUNNER = """
-import json, os, sys
+import json, os, sys, time
 from pygan.train.cli import main
 def threads():
     return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+def settled(before):
+    # A joined thread can take a moment to leave /proc/self/task on a loaded machine: wait up to 10 s
+    # for the count to come back (a group that outlives main() keeps its threads for good).
+    deadline = time.monotonic() + 10.0
+    while (n := threads()) is not None and before is not None and n > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
 counts = {"before": threads(), "after": []}
 codes = []
 for port, argv in json.loads(sys.argv[1]):
     os.environ["MASTER_PORT"] = str(port)
     code = main(argv)
-    counts["after"].append(threads())
+    counts["after"].append(settled(counts["before"]))
     print(f"rank {os.environ['RANK']}: pygan train {' '.join(argv)} -> {code}", file=sys.stderr, flush=True)
     codes.append(code)
     if code:
