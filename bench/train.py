@@ -374,7 +374,7 @@ def run(device: str, out_dir: Path, quick: bool, compile: bool | None = None) ->
     print_table(f"training step (n_critic {N_CRITIC} critic updates + 1 generator update), {label}, "
                 f"{threads} threads, batch {BATCH} (vs best = canonical loop time / this time)", cases)
     payload = {"hyperparameters": {"dataset": DATASET, "batch": BATCH, "latent": LATENT, "hidden": HIDDEN,
-                                   "layers": LAYERS, "n_critic": N_CRITIC, "gp_weight": GP_WEIGHT,
+                                   "layers": LAYERS, "n_critic": N_CRITIC, "penalty_weight": GP_WEIGHT,
                                    "gp_lr": GP_LR, "gp_betas": list(GP_BETAS), "wgan_lr": WGAN_LR,
                                    "clip": CLIP, "check_steps": CHECK_STEPS},
                "timing": TIMING[quick], "compile": compile, "case_header": "case", "quick": quick,
