@@ -264,3 +264,26 @@ def test_condition_rejects_what_it_cannot_train():
         Pix2PixCondition(torch.zeros(1, 1, 8, 8), lambda_l1=float("nan"))
     with pytest.raises(ValueError, match="eval_labels"):
         LabelCondition(2, torch.tensor([0, 2]))
+
+
+def test_conditional_trainer_restarts_finite_data():
+    """A finite list of (x, y) batches is started again when it runs out, exactly as the plain
+    trainer does: training on the list equals training on an endless cycle of it."""
+    import itertools
+
+    data = labelled_batches(n=2)
+    runs = []
+    for source in (data, itertools.cycle(data)):
+        torch.manual_seed(0)
+        G = conditional_mlp_generator(2, K, 2, hidden=8, layers=1).double()
+        D = conditional_mlp_critic(2, K, hidden=8, layers=1).double()
+        trainer = Trainer(G, D, adam("wgan-gp", G.parameters()), adam("wgan-gp", D.parameters()), source,
+                          loss="wgan-gp", latent_shape=2, n_critic=3, seed=5,
+                          condition=LabelCondition(K, torch.arange(8) % K), eval_data=data[0][0],
+                          plots=False, progress=False)
+        for _ in range(2):  # 6 critic batches from a list of 2
+            trainer.train_step()
+        runs.append((G, D))
+    for a, b in zip(runs[0], runs[1]):
+        for x, y in zip(a.parameters(), b.parameters()):
+            assert torch.equal(x, y)

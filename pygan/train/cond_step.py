@@ -94,13 +94,7 @@ class Condition:
     @staticmethod
     def fetch(step) -> tuple[torch.Tensor, torch.Tensor]:
         """The next (x, condition) batch of the data, on the trainer's device."""
-        if step._data_iter is None:
-            step._data_iter = iter(step.data)
-        try:
-            batch = next(step._data_iter)
-        except StopIteration:  # a finite iterable: start it again
-            step._data_iter = iter(step.data)
-            batch = next(step._data_iter)
+        batch = step.next_batch()
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError("data: a conditional trainer needs batches (x, condition), got "
                              f"{type(batch).__name__}")

@@ -136,14 +136,21 @@ class TrainStep:
             return x
         return x + sigma * self._draw(torch.randn, tuple(x.shape[1:]), x.shape[0], x.dtype)
 
-    def _next_real(self) -> torch.Tensor:
+    def next_batch(self):
+        """The data's next batch as the data yields it (a tensor, or a tuple such as (x, label)),
+        not yet moved to the device. A finite iterable is started again when it runs out. Every
+        kind of step (plain, conditional, paired) draws its batches here, so they all consume the
+        data, and resume, the same way."""
         if self._data_iter is None:
             self._data_iter = iter(self.data)
         try:
-            batch = next(self._data_iter)
+            return next(self._data_iter)
         except StopIteration:  # a finite iterable: start it again
             self._data_iter = iter(self.data)
-            batch = next(self._data_iter)
+            return next(self._data_iter)
+
+    def _next_real(self) -> torch.Tensor:
+        batch = self.next_batch()
         if isinstance(batch, (tuple, list)):  # (x, label) datasets: keep x
             batch = batch[0]
         return batch.to(self.device, non_blocking=True)
