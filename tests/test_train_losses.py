@@ -281,3 +281,21 @@ def test_the_penalty_keywords_the_trainer_uses():
             fn(D, real, fake, weight=2.0, alpha=alpha + 1.5)
     with pytest.raises(ValueError, match="one score per sample"):
         critic_scores(nn.Linear(2, 3), real, "the trainer")
+
+
+@pytest.mark.parametrize("penalty", [None, "gp", "gp-one-sided", "r1", "fd"])
+def test_critic_loss_with_an_objective_keeps_the_penalty(penalty):
+    """critic_loss(objective=f) is f(D(real), D(fake)) plus the same penalty term as without it."""
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    real, fake = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    alpha = torch.rand(6, dtype=torch.float64)
+    objective = lambda r, f: (r - 0.3).pow(2).mean() + 2 * f.mean()  # noqa: E731  (any function of the scores)
+    loss, term = train_losses.critic_loss("js", D, real, fake, penalty, weight=0.7, alpha=alpha,
+                                          objective=objective)
+    plain, plain_term = train_losses.critic_loss("js", D, real, fake, penalty, weight=0.7, alpha=alpha)
+    d_real, d_fake = D(real).flatten(), D(fake).flatten()
+    torch.testing.assert_close(term, plain_term, rtol=1e-12, atol=0)
+    torch.testing.assert_close(loss, objective(d_real, d_fake) + plain_term, rtol=1e-12, atol=1e-15)
+    if penalty in (None, "gp", "r1"):  # (a one-sided or fd term may be 0 here: all slopes below 1)
+        assert (penalty is None) == (float(term) == 0.0)

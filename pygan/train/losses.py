@@ -98,7 +98,8 @@ NEEDS_ALPHA = ("gp", "gp-one-sided", "fd")
 
 
 def critic_loss(family: str, critic, real: torch.Tensor, fake: torch.Tensor, penalty: str | None = None, *,
-                weight: float = 0.0, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                weight: float = 0.0, alpha: torch.Tensor | None = None,
+                objective=None) -> tuple[torch.Tensor, torch.Tensor]:
     """L_D plus a penalty, through the public penalty functions (``pygan.gradient_penalty``, ...).
 
     Args:
@@ -109,6 +110,9 @@ def critic_loss(family: str, critic, real: torch.Tensor, fake: torch.Tensor, pen
         weight: λ (γ for "r1"), already scaled for lazy regularisation.
         alpha: the per-sample interpolation weights [B] for the penalties in :data:`NEEDS_ALPHA`,
             drawn from ``torch.rand`` by the caller (so their range check, a host sync, is skipped).
+        objective: None (the family's L_D, :func:`critic_objective`), or a callable
+            ``(d_real, d_fake) -> L_D`` used instead (one-sided label smoothing's, for instance), with
+            the same penalties computed in the same order.
 
     Returns:
         (L_D + penalty, penalty), 0-d tensors; the penalty is a zero tensor when there is none.
@@ -124,5 +128,6 @@ def critic_loss(family: str, critic, real: torch.Tensor, fake: torch.Tensor, pen
     elif penalty in ("gp", "gp-one-sided"):
         term = gradient_penalty(critic, real, fake, weight=weight, one_sided=penalty == "gp-one-sided",
                                 alpha=alpha, check_alpha=False)
-    return critic_objective(family, d_real, d_fake) + term, term
+    loss = critic_objective(family, d_real, d_fake) if objective is None else objective(d_real, d_fake)
+    return loss + term, term
 

@@ -41,7 +41,7 @@ from torch import nn
 from pygan import _validate as _v
 from pygan.nn import (HistoricalAverage, MinibatchDiscrimination, ReferenceBatch, VirtualBatchNorm,
                       feature_matching_loss, label_smoothing_loss)
-from pygan.penalties import critic_scores, fd_penalty, gradient_penalty, r1_penalty
+from pygan.penalties import critic_scores
 from pygan.train.losses import LOSSES, critic_loss, generator_objective, spec
 
 __all__ = ["ARCHS", "TRICK_DEFAULTS", "COUPLED_LOSSES", "SMOOTHING_LOSSES", "Tricks", "check_combination",
@@ -154,22 +154,6 @@ class EvalCritic(nn.Module):
                 m.global_batch = g
 
 
-def _smoothed_critic_loss(D, real, fake, penalty, weight, alpha, s):
-    # pygan.train.losses.critic_loss with the JS objective's real targets s (same penalties, same order).
-    term = torch.zeros((), device=real.device)
-    if penalty == "r1":
-        term, d_real = r1_penalty(D, real, gamma=weight, return_scores=True)
-    else:
-        d_real = critic_scores(D, real, "the trainer")
-    d_fake = critic_scores(D, fake, "the trainer")
-    if penalty == "fd":
-        term = fd_penalty(D, real, fake, weight=weight, alpha=alpha, check_alpha=False)
-    elif penalty in ("gp", "gp-one-sided"):
-        term = gradient_penalty(D, real, fake, weight=weight, one_sided=penalty == "gp-one-sided", alpha=alpha,
-                                check_alpha=False)
-    return label_smoothing_loss(d_real, d_fake, s) + term, term
-
-
 class Tricks:
     """The tricks of one :class:`~pygan.train.step.TrainStep` (its arguments of the same names).
 
@@ -232,10 +216,9 @@ class Tricks:
 
     def critic_loss(self, family, D, real, fake, penalty=None, *, weight=0.0, alpha=None):
         """:func:`pygan.train.losses.critic_loss` with label smoothing and historical averaging."""
-        if self.label_smoothing == 1.0:
-            loss, term = critic_loss(family, D, real, fake, penalty, weight=weight, alpha=alpha)
-        else:
-            loss, term = _smoothed_critic_loss(D, real, fake, penalty, weight, alpha, self.label_smoothing)
+        s = self.label_smoothing
+        objective = None if s == 1.0 else (lambda d_real, d_fake: label_smoothing_loss(d_real, d_fake, s))
+        loss, term = critic_loss(family, D, real, fake, penalty, weight=weight, alpha=alpha, objective=objective)
         if self.ha_d is not None:
             loss = loss + self.ha_d.penalty()
         return loss, term
