@@ -45,7 +45,11 @@ Solution solve_sparse(int64_t n, int64_t m, const double* a, const double* b, co
     arc_of.push_back(k);
   }
   Solution sol;
-  sol.status = simplex.run(options.max_iter, sol.iterations);
+  // Without a limit, still the dense solver's hard one (1000 (n + m) + 1e5 pivots, far above a
+  // normal solve), so that a stalling run of degenerate pivots ends in a checked answer, not a hang.
+  const bool capped = options.max_iter < 0;
+  const int64_t limit = capped ? 1000 * (int64_t(na) + ma) + 100000 : options.max_iter;
+  sol.status = simplex.run(limit, sol.iterations);
   const double left = simplex.artificial_flow();
   if (sol.status == Status::Optimal && left > 1e-9 * sum_a) sol.status = Status::Infeasible;
   sol.arcs = simplex.real_arcs();
@@ -116,6 +120,8 @@ Solution solve_sparse(int64_t n, int64_t m, const double* a, const double* b, co
   sol.duality_gap = std::fabs(sol.cost - dual_obj);
   const bool certified = primal <= kCertTol * sum_a && pairs_ok && sol.duality_gap <= kCertTol * (abs_cost + dual_abs);
   if (sol.status == Status::Optimal && !certified) sol.status = Status::Imprecise;
+  // The stall guard above (not a limit the caller set): the certificate decides.
+  if (sol.status == Status::IterationLimit && capped) sol.status = certified ? Status::Optimal : Status::Imprecise;
   return sol;
 }
 
