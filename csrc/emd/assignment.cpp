@@ -27,7 +27,7 @@ namespace {
 struct Workspace {
   std::vector<double> cost, u, v, shortest, open;
   std::vector<int64_t> path;  // int64: the same width as a double, for the vector scan
-  std::vector<int32_t> col4row, row4col, visited_rows, visited_cols;
+  std::vector<int32_t> col4row, row4col, visited_rows, visited_cols, free_cols;
   void resize(int64_t n, bool copy_costs) {
     if (copy_costs) cost.resize(size_t(n) * n);
     u.assign(n, 0.0);
@@ -143,12 +143,11 @@ bool augment(int64_t n, const double* C, int32_t start, Workspace& w) {
     int32_t j = int32_t(arg);
     if (row4col[j] >= 0) {
       // Among equally short columns prefer a free one: the path ends there (many ties: integer
-      // costs, repeated points). A counting pass (it vectorises) first, as ties are rare.
-      int64_t ties = 0;
-      for (int64_t t = 0; t < n; ++t) ties += open[t] == lowest;
-      if (ties > 1)
-        for (int64_t t = 0; t < n; ++t)
-          if (open[t] == lowest && row4col[t] < 0) { j = int32_t(t); break; }
+      // costs, repeated points; and the augmenting row reduction leaves most rows two tight
+      // columns, so this is the common case). The free columns are few (one per free row left):
+      // look through their list rather than all n.
+      for (const int32_t f : w.free_cols)
+        if (open[f] == lowest) { j = f; break; }
     }
     min_val = lowest;
     shortest[j] = lowest;
@@ -157,6 +156,9 @@ bool augment(int64_t n, const double* C, int32_t start, Workspace& w) {
     if (row4col[j] < 0) sink = j;
     else i = row4col[j];
   }
+  // The sink is matched from now on.
+  auto& free = w.free_cols;
+  free.erase(std::find(free.begin(), free.end(), sink));
   // Duals: the start row by min_val, every other visited row and every reached column by how much
   // shorter than min_val its path was, so the tree's arcs stay tight.
   u[start] += min_val;
@@ -268,6 +270,9 @@ bool solve_assignment(int64_t n, const double* a, const double* b_scaled, double
     if (w.col4row[r] < 0) w.col4row[r] = int32_t(j), w.row4col[j] = r;
   }
   reduce_rows(n, C, w);
+  w.free_cols.clear();
+  for (int64_t j = 0; j < n; ++j)
+    if (w.row4col[j] < 0) w.free_cols.push_back(int32_t(j));
   int64_t paths = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (w.col4row[i] >= 0) continue;
