@@ -11,8 +11,9 @@ normalised to total 1; the cost is the squared Euclidean distance between pixel 
 square. R = 128 (n = 16384) is in ``DOTMARK_LARGE``: a dense M is 2.1 GB there, so it only runs when
 asked for (``PYGAN_BENCH_DOTMARK_128=1``).
 
-**small** (``single 64x64``, ``single 128x128``): one problem of uniform points in the unit square,
-uniform weights, Euclidean costs, through the Python API (what the per-call overhead costs).
+**small** (``single 64x64``, ``single 128x128``, and the same with ``random weights``): one problem
+of uniform points in the unit square, Euclidean costs, uniform or random positive weights, through
+the Python API (what the per-call overhead costs).
 
 **batched** family (``batched 64x256x256`` beside bench/emd.py's ``batched 256x64x64``).
 
@@ -149,14 +150,18 @@ def part_small(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> li
         rng = np.random.default_rng(SEED + 11 + n)
         x, y = rng.uniform(size=(n, 2)), rng.uniform(size=(n, 2))
         M = emd._euclidean(x, y, ot)
-        a = b = np.full(n, 1.0 / n)
-        name = f"single {n}x{n}"
-        info: dict = {}
-        skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
-        case = emd.measure(name, _threads_candidates(emd, name, a, b, M, ot, info), device, quick, emd.EMD_RTOL,
-                           skipped, vs=emd.POT, part="small", n=n, m=n, weights="uniform")
-        case.update(info)
-        cases.append(case)
+        # Uniform weights (the assignment solver) and random positive ones (the network simplex
+        # from the row-minimum basis), on the same points.
+        wa, wb = rng.uniform(size=n), rng.uniform(size=n)
+        for weights, a, b in (("uniform", np.full(n, 1.0 / n), np.full(n, 1.0 / n)),
+                              ("random", wa / wa.sum(), wb / wb.sum())):
+            name = f"single {n}x{n}" + (" random weights" if weights == "random" else "")
+            info: dict = {}
+            skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
+            case = emd.measure(name, _threads_candidates(emd, name, a, b, M, ot, info), device, quick,
+                               emd.EMD_RTOL, skipped, vs=emd.POT, part="small", n=n, m=n, weights=weights)
+            case.update(info)
+            cases.append(case)
     return cases
 
 

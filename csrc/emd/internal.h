@@ -67,4 +67,11 @@ class PricingRound {
   std::vector<int32_t> add_idx_, add_size_, col_lv_;
 };
 
+// NOTE: [Complete start] (complete_start.cpp): a first basis for a problem whose arc set is every
+// pair (arc r * ma + l costs cost[r * ma + l], active indices): the arcs of a greedy fill that
+// carry more than `crumb`, into `basis` (a forest; see TransportSimplex::start_from_forest).
+// Leaves `basis` empty (keep the big-M start) above 128 x 128 pairs.
+void complete_start_basis(int32_t na, int32_t ma, const double* cost, const std::vector<double>& supply,
+                          const std::vector<double>& demand, double crumb, std::vector<int64_t>& basis);
+
 }  // namespace pygan::emd

@@ -114,6 +114,8 @@ class TransportSimplex {
   int32_t arc_col(int64_t k) const { return tgt_[nodes_ + k] - n_; }
   double arc_cost(int64_t k) const { return cost_[nodes_ + k]; }
   double arc_flow(int64_t k) const { return flow_[nodes_ + k]; }
+  // The real arcs' costs, in arc order (arc_cost(k) == real_costs()[k]).
+  const double* real_costs() const { return cost_.data() + nodes_; }
   // Adds a constant to every potential (reduced costs do not change) so that row 0's is zero: keeps
   // the big-M offset out of the duals when the root hangs off a column's artificial arc.
   void normalise_potentials() {

@@ -36,7 +36,7 @@ ParallelFor serial_for() {
 
 namespace {
 
-constexpr int64_t kAssignmentMax = 128;
+constexpr int64_t kAssignmentMax = 256;
 
 
 }  // namespace
@@ -194,6 +194,11 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     for (int32_t r = 0; r < na; ++r) {
       const int32_t i = act.rows[r];
       for (int32_t l = 0; l < ma; ++l) add_arc(r, l, cost_rows.at(i, act.cols[l]));
+    }
+    if (options.feasible_start) {  // NOTE: [Complete start] (complete_start.cpp)
+      std::vector<int64_t> basis;
+      complete_start_basis(na, ma, simplex.real_costs(), supply, demand, 1e-12 * sum_a, basis);
+      if (!basis.empty()) simplex.start_from_forest(basis);
     }
   } else {
     std::vector<std::vector<int32_t>> per_row(na);
