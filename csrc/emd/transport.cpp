@@ -118,9 +118,10 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   std::vector<KBuffer> col_best;
   if (!complete)
     for (int32_t l = 0; l < ma; ++l) col_best.push_back({col_slot.data() + size_t(l) * 2 * k, int32_t(k)});
-  // Rows, and each row's columns, are visited in a fixed random order: keys in a stream of random
-  // order fall below the running k-th smallest only O(k log(n / k)) times, where on a grid in
-  // raster order they would in long runs (NOTE: [Buffered selection]).
+  // Rows are visited in a fixed random order, so that each column's stream of keys is in random
+  // order: then only O(k log(n / k)) of them fall below its running k-th smallest, where on a grid
+  // in raster order they would in long runs (NOTE: [Buffered selection]). col_order is a fixed
+  // random sample of columns for the rows' threshold estimates.
   std::vector<int32_t> row_order(complete ? 0 : na), col_order(complete ? 0 : ma);
   if (!complete) {
     std::mt19937 shuffle_rng(0x5e1ec7);
@@ -136,7 +137,12 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     std::vector<KBuffer> cbest;
     if (!complete)
       for (int32_t l = 0; l < ma; ++l) cbest.push_back({cslot.data() + size_t(l) * 2 * k, int32_t(k)});
-    std::vector<double> key(complete ? 0 : ma);
+    std::vector<double> key(complete ? 0 : ma), cthreshold(complete ? 0 : ma, std::numeric_limits<double>::infinity());
+    // The sample for the rows' threshold estimates: 4k keys; its rank-q key has expected rank
+    // ~2k among all ma (no estimate when that would be the whole sample).
+    const int32_t sample = int32_t(std::min<int64_t>(4 * k, ma));
+    const int32_t sample_rank = complete ? 0 : int32_t((2 * k * int64_t(sample) + ma - 1) / ma);
+    std::vector<double> sampled(sample_rank > 0 && sample_rank < sample ? sample : 0);
     double local_max = 0.0;
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t r = complete ? t : row_order[t];
@@ -156,13 +162,31 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         row_dual[r] = u;
       }
       for (int32_t l = 0; l < ma; ++l) key[l] = c[l] - u - col_dual[l];
+      // The row's own k: a threshold estimated from a fixed random sample of its keys (about the
+      // 2k-th smallest), then one pass in column order that appends only keys below it; redone
+      // without the estimate in the rare case that fewer than k fell below.
+      double estimate = std::numeric_limits<double>::infinity();
+      if (!sampled.empty()) {
+        for (int32_t t = 0; t < sample; ++t) sampled[t] = key[col_order[t]];
+        std::nth_element(sampled.begin(), sampled.begin() + (sample_rank - 1), sampled.end());
+        estimate = sampled[sample_rank - 1];
+      }
       KBuffer mine{row_slot.data(), int32_t(k)};
-      for (const int32_t l : col_order) {
+      mine.threshold = estimate;
+      for (int32_t l = 0; l < ma; ++l) {
         const double value = key[l];
-        mine.push(value, l);
-        cbest[l].push(value, int32_t(r));
+        if (value < mine.threshold) mine.push(value, l);
+        if (value < cthreshold[l]) {
+          cbest[l].push(value, int32_t(r));
+          cthreshold[l] = cbest[l].threshold;
+        }
       }
       mine.cut();
+      if (mine.size < k) {
+        mine = KBuffer{row_slot.data(), int32_t(k)};
+        for (int32_t l = 0; l < ma; ++l) mine.push(key[l], l);
+        mine.cut();
+      }
       for (int32_t t = 0; t < k; ++t) row_idx[size_t(r) * k + t] = row_slot[t].idx;
     }
     std::lock_guard<std::mutex> guard(merge_mutex);
