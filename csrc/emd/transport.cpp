@@ -12,6 +12,7 @@
 
 #include "emd/duals.h"
 #include "emd/emd.h"
+#include "emd/hierarchy.h"
 #include "emd/internal.h"
 #include "emd/network_simplex.h"
 
@@ -105,15 +106,21 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // A warm start: the given column duals play the coarse solve's part (its rows' duals follow
     // by the c-transform below, as they do there).
     for (int32_t l = 0; l < ma; ++l) col_dual[l] = options.init_v[act.cols[l]];
-  } else if (coarse) {
+  }
+  // Point clouds: the spatial coarse-to-fine start instead (NOTE: [Spatial hierarchy] in
+  // hierarchy.cpp), which also gives the first arcs themselves; the matrix path's otherwise.
+  SpatialStart spatial_start;
+  const bool spatial = coarse && !warm && costs.x != nullptr &&
+                       spatial_start.build(costs, act, supply, demand, options, parallel_for, row_dual, col_dual);
+  if (coarse && !warm && !spatial) {
     subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual);
   }
 
   const bool all_cols = ma == m;
-  std::vector<double> row_key(complete ? 0 : size_t(na) * k), col_key(complete ? 0 : size_t(ma) * k);
+  std::vector<double> row_key(complete || spatial ? 0 : size_t(na) * k), col_key(complete || spatial ? 0 : size_t(ma) * k);
   std::vector<int32_t> row_idx(row_key.size()), col_idx(col_key.size()), col_size(complete ? 0 : ma, 0);
-  double max_abs = 0.0;
-  parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
+  double max_abs = spatial ? spatial_start.max_abs : 0.0;
+  if (!spatial) parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
     std::vector<double> buffer(costs.matrix ? 0 : m), gathered(all_cols ? 0 : ma), ckey(complete ? 0 : size_t(ma) * k);
     std::vector<int32_t> cidx(ckey.size()), csize(complete ? 0 : ma, 0);
     std::vector<double> key(complete ? 0 : ma), cthreshold(complete ? 0 : ma, std::numeric_limits<double>::infinity());
@@ -197,8 +204,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     }
   } else {
     std::vector<std::vector<int32_t>> per_row(na);
-    for (int32_t r = 0; r < na; ++r) per_row[r].assign(row_idx.begin() + r * k, row_idx.begin() + (r + 1) * k);
-    for (int32_t l = 0; l < ma; ++l)
+    if (spatial) per_row.swap(spatial_start.per_row);
+    if (!spatial) for (int32_t r = 0; r < na; ++r) per_row[r].assign(row_idx.begin() + r * k, row_idx.begin() + (r + 1) * k);
+    if (!spatial) for (int32_t l = 0; l < ma; ++l)
       for (int32_t t = 0; t < col_size[l]; ++t) per_row[col_idx[size_t(l) * k + t]].push_back(l);
     struct Arc {
       double key, cost;
@@ -250,6 +258,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   Solution sol;
   const int64_t add_per_row = options.add_per_row > 0 ? options.add_per_row : 32;
   PricingRound pricing(m, costs.matrix != nullptr, cost_rows, act, add_per_row, parallel_for, grain);
+  bool local_last = false;  // the last round priced neighbourhoods only (SpatialStart::round)
   for (;;) {
     const int64_t before = sol.iterations;
     // Without a limit, still a hard one far above any normal solve (which needs about 10-50
@@ -262,14 +271,24 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     if (sol.status != Status::Optimal || complete) break;
     // A round that added arcs none of which entered: the only "violations" were at the
     // tolerance's edge (computed in a different order), so the current basis is optimal.
-    if (sol.rounds > 0 && sol.iterations == before) break;
+    if (sol.rounds > 0 && sol.iterations == before && !local_last) break;
     // A hard cap, so that no input can keep the rounds going: a round adds at least one arc that
     // enters, and an optimum needs far fewer rounds than this (about 10 in practice). Past it the
     // certificate below decides the status (imprecise rather than a hang).
     if (sol.rounds >= 64 + (na + ma) / 8) break;
+    // Point clouds: price each row's neighbourhood first, far cheaper; only a round over every
+    // pair (which runs when that finds nothing, or found arcs none of which entered) ends the loop.
+    int64_t added = 0;
+    const bool local = spatial && !(local_last && sol.iterations == before) &&
+                       spatial_start.local_rounds < 64 + (na + ma) / 8;
+    if (local) added = spatial_start.round(simplex, shift_r, shift_c, cost_rows, act, add_per_row, parallel_for, add_arc);
+    local_last = added > 0;
     // Price every (row, column) pair; keep each row's most violating arcs (pricing.cpp).
-    ++sol.rounds;
-    const int64_t added = pricing.round(simplex, shift_r, shift_c, add_arc);
+    // Point clouds: the same round with distance bounds skipping blocks (NOTE: [Bounded pricing]).
+    if (added == 0)
+      ++sol.rounds, added = spatial && spatial_start.bounded.useful() ? spatial_start.bounded.round(simplex, shift_r, shift_c, cost_rows, act, add_per_row,
+                                                                 parallel_for, add_arc)
+                                    : pricing.round(simplex, shift_r, shift_c, add_arc);
 #ifdef PYGAN_EMD_TRACE
     std::fprintf(stderr, "round %lld: pivots %lld, artificial flow %.3g, added %lld, arcs %lld\n",
                  (long long)sol.rounds, (long long)(sol.iterations - before), simplex.artificial_flow(),
