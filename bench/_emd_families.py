@@ -141,6 +141,78 @@ def part_dotmark(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> 
             case.update(info)
             cases.append(case)
         del M
+    cases += part_dotmark_points(emd, device, quick, ot, why_ot)
+    return cases
+
+
+def pixel_centres(res: int) -> np.ndarray:
+    """The [res * res, 2] pixel centres of grid_cost, in the same (row-major) order."""
+    g = (np.arange(res) + 0.5) / res
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+
+
+def part_dotmark_points(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
+    """The DOTmark pairs through ``pygan.ot.emd2_points(centres, centres, a, b, "sqeuclidean")`` (no
+    n x n matrix; 1 thread) beside POT's dense ``ot.emd2`` on grid_cost (up to 64 x 64; 128 x 128
+    alone, when PYGAN_BENCH_DOTMARK_128=1). Every row's certificate is checked before timing: on
+    the dense matrix where one is built, else the solver's own (measured on every pair)."""
+    import pygan.ot
+
+    cases = []
+    sizes = list(DOTMARK_RES[quick])
+    if not quick and os.environ.get("PYGAN_BENCH_DOTMARK_128") == "1":
+        sizes.append(DOTMARK_LARGE)
+    for res in sizes:
+        centres = pixel_centres(res)
+        tc = torch.from_numpy(centres)
+        M = grid_cost(res) if res < DOTMARK_LARGE else None
+        for k, kind in enumerate(DOTMARK_CLASSES[quick]):
+            a = dotmark_image(kind, res, SEED + 100 * k + res)
+            b = dotmark_image(kind, res, SEED + 100 * k + res + 1)
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            name = f"dotmark points {kind} {res}x{res}"
+            info: dict = {}
+
+            def setup() -> dict:
+                return {"out": None}
+
+            def result(st: dict) -> list[torch.Tensor]:
+                return emd._scalar(st["out"])
+
+            def run(st: dict, ta=ta, tb=tb) -> None:
+                with emd._threads(1):
+                    st["out"] = pygan.ot.emd2_points(tc, tc, ta, tb, metric="sqeuclidean")
+
+            def verify(st: dict, ta=ta, tb=tb, M=M, name=name, info=info) -> None:
+                with emd._threads(1):
+                    cost, log = pygan.ot.emd2_points(tc, tc, ta, tb, metric="sqeuclidean", log=True)
+                if log["status"] != "optimal":
+                    raise AssertionError(f"{name}: emd2_points status {log['status']!r}")
+                cert = (pygan.ot.check_optimality(ta, tb, torch.from_numpy(M), log["plan"].to_dense(), log["u"],
+                                                  log["v"]) if M is not None else log["certificate"])
+                limit = emd.CERT_TOL * 2.0  # max cost: the unit square's squared diagonal
+                if not (cert.primal_residual <= emd.CERT_TOL and cert.dual_violation <= limit
+                        and cert.duality_gap <= limit):
+                    raise AssertionError(f"{name}: certificate {cert} (limit {limit:.3g})")
+                emd.H.check_close(f"{name}: log=True cost vs the timed call", emd._scalar(st["out"]),
+                                  emd._scalar(cost), emd.EMD_RTOL, 0.0)
+                info["pivots"] = log["iterations"]
+
+            rows = [emd.Candidate("pygan.ot.emd2_points (1 thread)", "pygan", setup, run, result, verify=verify)]
+            skipped = []
+            if M is None:
+                skipped.append((emd.POT, "baseline", f"not run (needs a {(res * res) ** 2 * 8 / 1e9:.1f} GB dense matrix)"))
+            elif ot is None:
+                skipped.append((emd.POT, "baseline", why_ot))
+            else:
+                rows = [r for r in emd.emd_candidates(name, a, b, M, ot, None, numpy_row=False)
+                        if r.name == emd.POT] + rows
+            case = emd.measure(name, rows, device, quick, emd.EMD_RTOL, skipped, vs=emd.POT, part="dotmark",
+                               n=res * res, m=res * res, image_class=kind, resolution=res,
+                               cost="squared Euclidean between pixel centres, as points")
+            case.update(info)
+            cases.append(case)
+        del M
     return cases
 
 

@@ -12,6 +12,7 @@
 
 #include "emd/duals.h"
 #include "emd/emd.h"
+#include "emd/hierarchy.h"
 #include "emd/internal.h"
 #include "emd/network_simplex.h"
 #include "emd/select.h"
@@ -106,32 +107,40 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // A warm start: the given column duals play the coarse solve's part (its rows' duals follow
     // by the c-transform below, as they do there).
     for (int32_t l = 0; l < ma; ++l) col_dual[l] = options.init_v[act.cols[l]];
-  } else if (coarse) {
+  }
+  // Point clouds: the spatial coarse-to-fine start instead (NOTE: [Spatial hierarchy] in
+  // hierarchy.cpp), which also gives the first arcs themselves; the matrix path's otherwise.
+  SpatialStart spatial_start;
+  const bool spatial = coarse && !warm && costs.x != nullptr &&
+                       spatial_start.build(costs, act, supply, demand, options, parallel_for, row_dual, col_dual);
+  if (coarse && !warm && !spatial) {
     subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual);
   }
 
   const bool all_cols = ma == m;
   // Each row's k best columns (row_idx) and each column's k best rows (col_slot, 2k slots per
   // column), kept by buffered selection (NOTE: [Buffered selection] in select.h).
-  std::vector<int32_t> row_idx(complete ? 0 : size_t(na) * k);
-  std::vector<KeyIndex> col_slot(complete ? 0 : size_t(ma) * 2 * k);
+  // (Not for the spatial start, which chose the first arcs itself.)
+  const bool select = !complete && !spatial;
+  std::vector<int32_t> row_idx(select ? size_t(na) * k : 0);
+  std::vector<KeyIndex> col_slot(select ? size_t(ma) * 2 * k : 0);
   std::vector<KBuffer> col_best;
-  if (!complete)
+  if (select)
     for (int32_t l = 0; l < ma; ++l) col_best.push_back({col_slot.data() + size_t(l) * 2 * k, int32_t(k)});
   // Rows are visited in a fixed random order, so that each column's stream of keys is in random
   // order: then only O(k log(n / k)) of them fall below its running k-th smallest, where on a grid
   // in raster order they would in long runs (NOTE: [Buffered selection]). col_order is a fixed
   // random sample of columns for the rows' threshold estimates.
-  std::vector<int32_t> row_order(complete ? 0 : na), col_order(complete ? 0 : ma);
-  if (!complete) {
+  std::vector<int32_t> row_order(select ? na : 0), col_order(select ? ma : 0);
+  if (select) {
     std::mt19937 shuffle_rng(0x5e1ec7);
     for (int32_t r = 0; r < na; ++r) row_order[r] = r;
     for (int32_t l = 0; l < ma; ++l) col_order[l] = l;
     std::shuffle(row_order.begin(), row_order.end(), shuffle_rng);
     std::shuffle(col_order.begin(), col_order.end(), shuffle_rng);
   }
-  double max_abs = 0.0;
-  parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
+  double max_abs = spatial ? spatial_start.max_abs : 0.0;
+  if (!spatial) parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
     std::vector<double> buffer(costs.matrix ? 0 : m), gathered(all_cols ? 0 : ma);
     std::vector<KeyIndex> row_slot(complete ? 0 : 2 * k), cslot(complete ? 0 : size_t(ma) * 2 * k);
     std::vector<KBuffer> cbest;
@@ -238,22 +247,33 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   } else {
     // Each row's columns, flat (row r's at [start[r], start[r + 1])): its own k, then those of the
     // columns that chose it; sorted and deduplicated per row.
+    // (The spatial start's arcs per row instead, when it chose them.)
     std::vector<int64_t> start(size_t(na) + 1, 0);
-    for (int32_t l = 0; l < ma; ++l) {
-      col_best[l].cut();
-      for (int32_t t = 0; t < col_best[l].size; ++t) ++start[size_t(col_best[l].slot[t].idx) + 1];
-    }
-    for (int32_t r = 0; r < na; ++r) start[r + 1] += start[r] + k;
-    std::vector<int32_t> flat(static_cast<size_t>(start[na])), fill_at(na);
-    for (int32_t r = 0; r < na; ++r) {
-      std::copy_n(row_idx.begin() + size_t(r) * k, k, flat.begin() + start[r]);
-      fill_at[r] = int32_t(k);
-    }
-    for (int32_t l = 0; l < ma; ++l)
-      for (int32_t t = 0; t < col_best[l].size; ++t) {
-        const int32_t r = col_best[l].slot[t].idx;
-        flat[size_t(start[r] + fill_at[r]++)] = l;
+    std::vector<int32_t> flat;
+    if (spatial) {
+      for (int32_t r = 0; r < na; ++r) start[r + 1] = start[r] + int64_t(spatial_start.per_row[r].size());
+      flat.resize(static_cast<size_t>(start[na]));
+      for (int32_t r = 0; r < na; ++r)
+        std::copy(spatial_start.per_row[r].begin(), spatial_start.per_row[r].end(), flat.begin() + start[r]);
+      std::vector<std::vector<int32_t>>().swap(spatial_start.per_row);
+    } else {
+      for (int32_t l = 0; l < ma; ++l) {
+        col_best[l].cut();
+        for (int32_t t = 0; t < col_best[l].size; ++t) ++start[size_t(col_best[l].slot[t].idx) + 1];
       }
+      for (int32_t r = 0; r < na; ++r) start[r + 1] += start[r] + k;
+      flat.resize(static_cast<size_t>(start[na]));
+      std::vector<int32_t> fill_at(na);
+      for (int32_t r = 0; r < na; ++r) {
+        std::copy_n(row_idx.begin() + size_t(r) * k, k, flat.begin() + start[r]);
+        fill_at[r] = int32_t(k);
+      }
+      for (int32_t l = 0; l < ma; ++l)
+        for (int32_t t = 0; t < col_best[l].size; ++t) {
+          const int32_t r = col_best[l].slot[t].idx;
+          flat[size_t(start[r] + fill_at[r]++)] = l;
+        }
+    }
     // The arcs in row order (the simplex's block pricing walks them so); `greedy` orders them by
     // reduced cost for the fill below.
     std::vector<int32_t> arc_row, arc_col;
@@ -312,6 +332,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   Solution sol;
   const int64_t add_per_row = options.add_per_row > 0 ? options.add_per_row : 32;
   PricingRound pricing(m, costs.matrix != nullptr, cost_rows, act, add_per_row, parallel_for, grain);
+  bool local_last = false;  // the last round priced neighbourhoods only (SpatialStart::round)
   for (;;) {
     const int64_t before = sol.iterations;
     // Without a limit, still a hard one far above any normal solve (which needs about 10-50
@@ -324,14 +345,24 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     if (sol.status != Status::Optimal || complete) break;
     // A round that added arcs none of which entered: the only "violations" were at the
     // tolerance's edge (computed in a different order), so the current basis is optimal.
-    if (sol.rounds > 0 && sol.iterations == before) break;
+    if (sol.rounds > 0 && sol.iterations == before && !local_last) break;
     // A hard cap, so that no input can keep the rounds going: a round adds at least one arc that
     // enters, and an optimum needs far fewer rounds than this (about 10 in practice). Past it the
     // certificate below decides the status (imprecise rather than a hang).
     if (sol.rounds >= 64 + (na + ma) / 8) break;
+    // Point clouds: price each row's neighbourhood first, far cheaper; only a round over every
+    // pair (which runs when that finds nothing, or found arcs none of which entered) ends the loop.
+    int64_t added = 0;
+    const bool local = spatial && !(local_last && sol.iterations == before) &&
+                       spatial_start.local_rounds < 64 + (na + ma) / 8;
+    if (local) added = spatial_start.round(simplex, shift_r, shift_c, cost_rows, act, add_per_row, parallel_for, add_arc);
+    local_last = added > 0;
     // Price every (row, column) pair; keep each row's most violating arcs (pricing.cpp).
-    ++sol.rounds;
-    const int64_t added = pricing.round(simplex, shift_r, shift_c, add_arc);
+    // Point clouds: the same round with distance bounds skipping blocks (NOTE: [Bounded pricing]).
+    if (added == 0)
+      ++sol.rounds, added = spatial && spatial_start.bounded.useful() ? spatial_start.bounded.round(simplex, shift_r, shift_c, cost_rows, act, add_per_row,
+                                                                 parallel_for, add_arc)
+                                    : pricing.round(simplex, shift_r, shift_c, add_arc);
 #ifdef PYGAN_EMD_TRACE
     std::fprintf(stderr, "round %lld: pivots %lld, artificial flow %.3g, added %lld, arcs %lld\n",
                  (long long)sol.rounds, (long long)(sol.iterations - before), simplex.artificial_flow(),

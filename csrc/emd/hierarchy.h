@@ -1,0 +1,66 @@
+// NOTE: [Spatial hierarchy] (hierarchy.cpp): the coarse-to-fine start of the point-cloud path and
+// its local pricing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "emd/internal.h"
+
+namespace pygan::emd {
+
+// NOTE: [Bounded pricing] (shielded_pricing.cpp): a full pricing round for costs given as points
+// that skips the blocks of pairs a distance bound proves non-violating; the same arcs as
+// PricingRound would add (each row's add_per_row most violating), the same proof.
+class BoundedPricing {
+ public:
+  void build(const Costs& costs, const Active& act);
+  int64_t round(const TransportSimplex& simplex, const std::vector<double>& shift_r, const std::vector<double>& shift_c,
+                const CostRows& cost_rows, const Active& act, int64_t add_per_row, const ParallelFor& parallel_for,
+                const std::function<void(int32_t, int32_t, double)>& add_arc);
+  int64_t pairs_priced = 0;  // in the last round
+  // Whether the last round skipped enough to beat PricingRound's vectorised pass over every pair
+  // (with duals whose bound is loose, as for W1 along a translation, it may not).
+  bool useful() const { return useful_; }
+
+ private:
+  Costs costs_;
+  std::vector<int32_t> row_order_, row_start_, col_order_, col_start_;
+  std::vector<double> row_centre_, row_radius_, col_centre_, col_radius_, key_;
+  std::vector<int32_t> idx_, size_;
+  bool useful_ = true;
+};
+
+// What the spatial start gives emd::solve for costs given as points.
+struct SpatialStart {
+  // per_row[r] (active row r): its first arcs' active columns, any order, possibly repeated.
+  std::vector<std::vector<int32_t>> per_row;
+  double max_abs = 0.0;  // an upper bound of every |cost| between active points
+  // The local pricing's neighbourhoods: active row r's cell row_cell[r]; cell c's columns
+  // near_cols[near_start[c] .. near_start[c + 1]).
+  std::vector<int32_t> row_cell, near_start, near_cols;
+  int64_t local_rounds = 0;
+  BoundedPricing bounded;  // the full rounds' pricing (built with the start)
+
+  // Builds the start: clusters each cloud's active points into k-d cells of about four, solves
+  // the problem between the cells' centroids with the cells' masses (recursively, through
+  // emd::solve) and prolongates it (the NOTE in hierarchy.cpp). Fills per_row, row_dual and
+  // col_dual (na / ma values: the duals that rank the first arcs for the feasible fill), max_abs
+  // and the neighbourhoods. Returns false, with nothing usable filled, when it does not apply
+  // (costs that may overflow, a problem too small to coarsen): the caller then starts as for a
+  // matrix.
+  bool build(const Costs& costs, const Active& act, const std::vector<double>& supply,
+             const std::vector<double>& demand, const Options& options, const ParallelFor& parallel_for,
+             std::vector<double>& row_dual, std::vector<double>& col_dual);
+
+  // A local pricing round: prices each active row against the columns of its cell's
+  // neighbourhood only and adds its add_per_row most violating arcs (as PricingRound does for
+  // every pair). Returns how many were added. Finding none proves nothing: the full round must
+  // then run.
+  int64_t round(const TransportSimplex& simplex, const std::vector<double>& shift_r, const std::vector<double>& shift_c,
+                const CostRows& cost_rows, const Active& act, int64_t add_per_row, const ParallelFor& parallel_for,
+                const std::function<void(int32_t, int32_t, double)>& add_arc);
+};
+
+}  // namespace pygan::emd
