@@ -2,6 +2,8 @@
 #include "emd/network_simplex.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 namespace pygan::emd {
 
@@ -15,7 +17,8 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   in_tree_.assign(N, 1);
   parent_.assign(N + 1, root_);
   pred_.resize(N + 1);
-  depth_.assign(N + 1, 1);
+  succ_num_.assign(N + 1, 1);
+  last_succ_.resize(N + 1);
   thread_.resize(N + 1);
   rev_thread_.resize(N + 1);
   up_.resize(N + 1);
@@ -37,10 +40,12 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
     level_[u] = row ? 0 : 1;
     thread_[u] = u + 1;
     rev_thread_[u + 1] = u;
+    last_succ_[u] = u;
   }
   parent_[root_] = -1;
   pred_[root_] = -1;
-  depth_[root_] = 0;
+  succ_num_[root_] = N + 1;
+  last_succ_[root_] = N > 0 ? N - 1 : root_;
   pi_[root_] = 0.0;
   thread_[root_] = N > 0 ? 0 : root_;
   rev_thread_[0] = root_;
@@ -87,7 +92,6 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
   std::vector<int32_t> stack, comp;
   std::vector<uint8_t> seen(N, 0);
   int32_t last = root_;  // the thread so far: root, then each component's preorder
-  depth_[root_] = 0;
   for (int32_t s = 0; s < N; ++s) {
     if (seen[s]) continue;
     // The component of s and its net mass; the anchor follows the sign (see the NOTE).
@@ -108,12 +112,12 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
       }
     }
     const int32_t anchor = (net >= 0 && a_row >= 0) || a_col < 0 ? a_row : a_col;
-    // Preorder DFS from the anchor: parent, pred, up, depth, thread.
+    // Preorder DFS from the anchor: parent, pred, up, thread. (Children are claimed when pushed,
+    // so each subtree is one contiguous run of `comp`.)
     for (const int32_t u : comp) seen[u] = 2;
     parent_[anchor] = root_;
     pred_[anchor] = anchor;  // its artificial arc
     up_[anchor] = anchor < n_;
-    depth_[anchor] = 1;
     in_tree_[anchor] = 1;
     comp.clear();
     stack.assign(1, anchor);
@@ -132,14 +136,15 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
         parent_[w] = u;
         pred_[w] = e;
         up_[w] = src_[e] == w;  // the arc runs w -> u (w a row)
-        depth_[w] = depth_[u] + 1;
         in_tree_[e] = 1;
         stack.push_back(w);
       }
     }
-    // Flows, leaves first: each arc carries the net mass of the subtree below it.
+    // Flows and subtree sizes, leaves first: each arc carries the net mass of the subtree below it.
+    for (const int32_t u : comp) succ_num_[u] = 1;
     for (size_t t = comp.size(); t-- > 0;) {
       const int32_t u = comp[t];
+      if (u != anchor) succ_num_[parent_[u]] += succ_num_[u];
       const double below = mass[u];
       const int32_t e = pred_[u];
       double f = up_[u] ? below : -below;
@@ -150,9 +155,15 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
       flow_[e] = f;
       if (u != anchor) mass[parent_[u]] += mass[u];
     }
+    for (size_t t = 0; t < comp.size(); ++t) last_succ_[comp[t]] = comp[t + succ_num_[comp[t]] - 1];
   }
   thread_[last] = root_;
   rev_thread_[root_] = last;
+  succ_num_[root_] = N + 1;
+  last_succ_[root_] = last;
+#ifdef PYGAN_EMD_CHECK_TREE
+  check_tree();
+#endif
 }
 
 void TransportSimplex::refresh_potentials() {
@@ -223,11 +234,12 @@ int64_t TransportSimplex::find_entering() {
 
 // The apex of the cycle formed by the entering arc p -> q and the tree paths from p and q.
 int32_t TransportSimplex::find_join(int32_t p, int32_t q) const {
+  // The node with the smaller subtree cannot be an ancestor of the other: climb from it. The
+  // root's subtree is the largest, so the climb ends.
   int32_t x = p, y = q;
   while (x != y) {
-    const int32_t dx = depth_[x], dy = depth_[y];
-    if (dx >= dy) x = parent_[x];
-    if (dy >= dx) y = parent_[y];
+    if (succ_num_[x] < succ_num_[y]) x = parent_[x];
+    else y = parent_[y];
   }
   return x;
 }
@@ -264,71 +276,153 @@ void TransportSimplex::push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t j
   for (int32_t u = q; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? delta : -delta;
 }
 
-// Cuts the subtree T below u_out, re-roots it at u_in and hangs it under v_in through the entering
-// arc, shifting T's potentials by (lsigma, sigma) (NOTE: [Tree representation]).
-void TransportSimplex::rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side,
-                              double sigma, int32_t lsigma) {
+// Moves the subtree T below u_out so that it hangs from v_in through the entering arc, re-rooted at
+// u_in (NOTE: [Tree representation]; the steps follow LEMON's updateTreeStructure). The stem is the
+// path u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links are reversed. T's new
+// preorder is s_0's old subtree, then s_1's minus s_0's, and so on; each of these is one thread
+// segment (from s_i to the node before s_{i-1}'s segment, or to last_succ(s_i) when s_{i-1}'s
+// segment was the last part of s_i's), so the splice costs O(stem), not O(|T|).
+void TransportSimplex::update_tree(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, int32_t join,
+                                   bool on_p_side) {
   int32_t* parent = parent_.data();
   int32_t* pred = pred_.data();
-  int32_t* depth = depth_.data();
   int32_t* thread = thread_.data();
   int32_t* rev = rev_thread_.data();
+  int32_t* succ_num = succ_num_.data();
+  int32_t* last_succ = last_succ_.data();
   uint8_t* up = up_.data();
-  // The stem u_in = s_0, s_1 = parent(s_0), ..., s_k = u_out: its parent links get reversed.
-  stem_.clear();
-  for (int32_t u = u_in;; u = parent[u]) {
-    stem_.push_back(u);
-    if (u == u_out) break;
-  }
-  // New preorder of T: s_0's old subtree, then s_1 with its old subtree minus s_0's, and so on.
-  order_.clear();
-  int32_t prev = -1, prev_end = -1;
-  for (const int32_t s : stem_) {
-    const int32_t ds = depth[s];
-    order_.push_back(s);
-    int32_t last = s;
-    // The root has depth 0, so the walk always stops at the end of s's old subtree.
-    for (int32_t w = thread[s]; depth[w] > ds;) {
-      if (w == prev) {  // skip the previous stem node's subtree: it is already in order_
-        last = prev_end;
-        w = thread[prev_end];
-        continue;
-      }
-      order_.push_back(w);
-      last = w;
-      w = thread[w];
+  const int32_t old_rev_thread = rev[u_out];
+  const int32_t old_succ_num = succ_num[u_out];
+  const int32_t old_last_succ = last_succ[u_out];
+  const int32_t v_out = parent[u_out];
+
+  if (u_in == u_out) {
+    // T keeps its shape: relink its segment after v_in.
+    parent[u_in] = v_in;
+    pred[u_in] = static_cast<int32_t>(in_arc);
+    up[u_in] = on_p_side;  // the arc runs p -> q: from u_in to its new parent iff u_in == p
+    if (thread[v_in] != u_out) {
+      int32_t after = thread[old_last_succ];
+      thread[old_rev_thread] = after;
+      rev[after] = old_rev_thread;
+      after = thread[v_in];
+      thread[v_in] = u_out;
+      rev[u_out] = v_in;
+      thread[old_last_succ] = after;
+      rev[after] = old_last_succ;
     }
-    prev = s;
-    prev_end = last;
+  } else {
+    // When T's segment directly follows v_in (then v_out is the apex), what follows T is kept.
+    const int32_t thread_continue = old_rev_thread == v_in ? thread[old_last_succ] : thread[v_in];
+    int32_t stem = u_in, par_stem = v_in;
+    int32_t last = last_succ[u_in];
+    int32_t after = thread[last];
+    thread[v_in] = u_in;
+    dirty_.clear();
+    dirty_.push_back(v_in);
+    while (stem != u_out) {
+      const int32_t next_stem = parent[stem];
+      // The next stem node follows the current segment; the current one leaves its old place.
+      thread[last] = next_stem;
+      dirty_.push_back(last);
+      const int32_t before = rev[stem];
+      thread[before] = after;
+      rev[after] = before;
+      parent[stem] = par_stem;
+      par_stem = stem;
+      stem = next_stem;
+      last = last_succ[stem] == last_succ[par_stem] ? rev[par_stem] : last_succ[stem];
+      after = thread[last];
+    }
+    parent[u_out] = par_stem;
+    thread[last] = thread_continue;
+    rev[thread_continue] = last;
+    last_succ[u_out] = last;
+    if (old_rev_thread != v_in) {
+      thread[old_rev_thread] = after;
+      rev[after] = old_rev_thread;
+    }
+    for (const int32_t u : dirty_) rev[thread[u]] = u;
+    // Down the reversed stem from u_out: each node takes over the arc below it; subtree sizes and
+    // last nodes follow.
+    int32_t sizes = 0;
+    const int32_t ls = last_succ[u_out];
+    for (int32_t u = u_out, w = parent[u]; u != u_in; u = w, w = parent[u]) {
+      pred[u] = pred[w];
+      up[u] = !up[w];
+      sizes += succ_num[u] - succ_num[w];
+      succ_num[u] = sizes;
+      last_succ[w] = ls;
+    }
+    pred[u_in] = static_cast<int32_t>(in_arc);
+    up[u_in] = on_p_side;
+    succ_num[u_in] = old_succ_num;
   }
-  // Cut T (the thread segment u_out .. prev_end) out of the thread.
-  const int32_t before = rev[u_out], after = thread[prev_end];
-  thread[before] = after;
-  rev[after] = before;
-  // Reverse the stem's parent links; each stem node takes over the arc below it.
-  for (size_t i = stem_.size() - 1; i >= 1; --i) {
-    const int32_t s = stem_[i], below = stem_[i - 1];
-    parent[s] = below;
-    pred[s] = pred[below];
-    up[s] = !up[below];
+
+  // last_succ on the paths from v_in and from v_out up toward the apex (and beyond it, where the
+  // moved segment was or became the end of an ancestor's subtree).
+  const int32_t up_limit_out = last_succ[join] == v_in ? join : -1;
+  const int32_t last_succ_out = last_succ[u_out];
+  for (int32_t u = v_in; u != -1 && last_succ[u] == v_in; u = parent[u]) last_succ[u] = last_succ_out;
+  if (join != old_rev_thread && v_in != old_rev_thread) {
+    for (int32_t u = v_out; u != up_limit_out && last_succ[u] == old_last_succ; u = parent[u])
+      last_succ[u] = old_rev_thread;
+  } else if (last_succ_out != old_last_succ) {
+    for (int32_t u = v_out; u != up_limit_out && last_succ[u] == old_last_succ; u = parent[u])
+      last_succ[u] = last_succ_out;
   }
-  parent[u_in] = v_in;
-  pred[u_in] = static_cast<int32_t>(in_arc);
-  up[u_in] = on_p_side;  // the arc runs p -> q: from u_in to its new parent iff u_in == p
-  // Splice T's new preorder right after v_in, then fix depths and potentials in that order
-  // (a parent always comes before its children).
-  const int32_t next = thread[v_in];
-  int32_t last = v_in;
-  for (const int32_t w : order_) {
-    thread[last] = w;
-    rev[w] = last;
-    depth[w] = depth[parent[w]] + 1;
-    pi_[w] += sigma;
-    level_[w] += lsigma;
-    last = w;
+  for (int32_t u = v_in; u != join; u = parent[u]) succ_num[u] += old_succ_num;
+  for (int32_t u = v_out; u != join; u = parent[u]) succ_num[u] -= old_succ_num;
+}
+
+// After update_tree: T is the thread segment u_in .. last_succ(u_in). Shifts T's potentials by
+// (lsigma, sigma), or the rest's by the opposite when that side is smaller.
+void TransportSimplex::shift_potentials(int32_t u_in, double sigma, int32_t lsigma) {
+  const int32_t* thread = thread_.data();
+  double* pi = pi_.data();
+  int32_t* level = level_.data();
+  const int32_t end = thread[last_succ_[u_in]];
+  if (2 * int64_t(succ_num_[u_in]) <= int64_t(nodes_) + 1) {
+    for (int32_t u = u_in; u != end; u = thread[u]) pi[u] += sigma, level[u] += lsigma;
+  } else {
+    for (int32_t u = end; u != u_in; u = thread[u]) pi[u] -= sigma, level[u] -= lsigma;
   }
-  thread[last] = next;
-  rev[next] = last;
+}
+
+// Every invariant of NOTE: [Tree representation], checked from scratch (tests of the tree code).
+void TransportSimplex::check_tree() const {
+  const int32_t N = nodes_ + 1;
+  auto fail = [](const char* what, int32_t u) {
+    std::fprintf(stderr, "pygan emd: tree invariant broken: %s at node %d\n", what, u);
+    std::abort();
+  };
+  std::vector<int32_t> pos(N, -1), size(N, 1);
+  int32_t u = root_;
+  for (int32_t t = 0; t < N; ++t, u = thread_[u]) {
+    if (pos[u] >= 0) fail("thread revisits", u);
+    pos[u] = t;
+    if (rev_thread_[thread_[u]] != u) fail("rev_thread", u);
+  }
+  if (u != root_) fail("thread is not one cycle", u);
+  for (int32_t w = 0; w < N; ++w) {
+    if (w == root_) continue;
+    const int32_t par = parent_[w], e = pred_[w];
+    if (pos[par] >= pos[w]) fail("parent after child in thread", w);
+    if (!in_tree_[e]) fail("pred arc not in tree", w);
+    const bool from_w = src_[e] == w && tgt_[e] == par, to_w = src_[e] == par && tgt_[e] == w;
+    if (!(from_w || to_w) || bool(up_[w]) != from_w) fail("pred/up", w);
+  }
+  // Subtree sizes by reverse thread order (children after parents).
+  std::vector<int32_t> order(N);
+  for (int32_t w = 0; w < N; ++w) order[pos[w]] = w;
+  for (int32_t t = N - 1; t > 0; --t) size[parent_[order[t]]] += size[order[t]];
+  for (int32_t w = 0; w < N; ++w) {
+    if (succ_num_[w] != size[w]) fail("succ_num", w);
+    if (pos[w] + size[w] - 1 >= N || order[pos[w] + size[w] - 1] != last_succ_[w]) fail("last_succ", w);
+  }
+  // Contiguity: each node's parent is within the parent's segment.
+  for (int32_t w = 0; w < N; ++w)
+    if (w != root_ && pos[w] > pos[parent_[w]] + size[parent_[w]] - 1) fail("subtree not contiguous", w);
 }
 
 bool TransportSimplex::pivot(int64_t in_arc) {
@@ -348,7 +442,11 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   const double c = cost_[in_arc];
   const double sigma = on_p_side ? pi_[q] - c - pi_[p] : c + pi_[p] - pi_[q];
   const int32_t lsigma = on_p_side ? level_[q] - level_[p] : level_[p] - level_[q];
-  rehang(in_arc, u_in, v_in, u_out, on_p_side, sigma, lsigma);
+  update_tree(in_arc, u_in, v_in, u_out, join, on_p_side);
+  shift_potentials(u_in, sigma, lsigma);
+#ifdef PYGAN_EMD_CHECK_TREE
+  check_tree();
+#endif
   return true;
 }
 

@@ -15,10 +15,16 @@
 // toward that rule with < on the way down and <= on the way up (see pivot()).
 //
 // NOTE: [Tree representation]
-// parent/pred/up/depth per node plus a preorder "thread" (and its reverse). A pivot cuts the subtree
-// T hanging below the leaving arc, re-roots it at the entering arc's endpoint and splices its new
-// preorder after the other endpoint. All of that is O(|T|), the same order as the potential update
-// that every network simplex does on T anyway.
+// As in LEMON (and POT, which copies it): per node its parent, pred (the tree arc to the parent),
+// up (that arc points from the node to its parent), a preorder "thread" with its reverse, the
+// subtree size succ_num and the subtree's last node in the thread, last_succ. So a subtree is the
+// thread segment u .. last_succ(u), and a pivot's tree update touches only the stem (the path from
+// the entering arc's endpoint to the leaving arc) and the two paths up to the apex: whole thread
+// segments are relinked, never walked node by node. The apex is found by climbing from the side
+// with the smaller subtree. The potentials then change by one constant on one side of the cut:
+// the moved subtree T or, when T holds more than half the nodes, everything else by the opposite
+// constant (reduced costs depend on differences of potentials only). PYGAN_EMD_CHECK_TREE
+// (a compile-time define) checks every invariant after each pivot, for tests of the tree code.
 //
 // NOTE: [Symbolic big-M]
 // The root reaches every column through an artificial arc whose cost is "M, larger than any path
@@ -138,8 +144,9 @@ class TransportSimplex {
   int32_t find_join(int32_t p, int32_t q) const;
   int32_t find_leaving(int32_t p, int32_t q, int32_t join, double& delta, bool& on_p_side) const;
   void push_flow(int64_t in_arc, int32_t p, int32_t q, int32_t join, double delta);
-  void rehang(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, bool on_p_side, double sigma,
-              int32_t lsigma);
+  void update_tree(int64_t in_arc, int32_t u_in, int32_t v_in, int32_t u_out, int32_t join, bool on_p_side);
+  void shift_potentials(int32_t u_in, double sigma, int32_t lsigma);
+  void check_tree() const;  // aborts on a broken invariant (PYGAN_EMD_CHECK_TREE builds only)
 
   int32_t n_, m_, nodes_, root_;
   // Arcs (artificial ones first).
@@ -147,14 +154,14 @@ class TransportSimplex {
   std::vector<double> cost_, flow_;
   std::vector<uint8_t> in_tree_;
   // Spanning tree, per node (root included).
-  std::vector<int32_t> parent_, pred_, depth_, thread_, rev_thread_;
+  std::vector<int32_t> parent_, pred_, thread_, rev_thread_, succ_num_, last_succ_;
   std::vector<uint8_t> up_;  // pred_ arc points from the node to its parent
   bool big(int64_t arc) const { return arc >= n_ && arc < nodes_; }  // root -> column: cost M
   std::vector<double> pi_;
   std::vector<int32_t> level_;
   int64_t next_arc_;
   int64_t since_refresh_ = 0;
-  std::vector<int32_t> stem_, order_;  // scratch for pivot()
+  std::vector<int32_t> dirty_;  // scratch for update_tree(): nodes whose thread successor changed
 };
 
 }  // namespace pygan::emd
