@@ -381,11 +381,13 @@ void TransportSimplex::shift_potentials(int32_t u_in, double sigma, int32_t lsig
   const int32_t* thread = thread_.data();
   double* pi = pi_.data();
   int32_t* level = level_.data();
-  const int32_t end = thread[last_succ_[u_in]];
-  if (2 * int64_t(succ_num_[u_in]) <= int64_t(nodes_) + 1) {
-    for (int32_t u = u_in; u != end; u = thread[u]) pi[u] += sigma, level[u] += lsigma;
+  int32_t first = u_in, end = thread[last_succ_[u_in]];
+  if (2 * int64_t(succ_num_[u_in]) > int64_t(nodes_) + 1) std::swap(first, end), sigma = -sigma, lsigma = -lsigma;
+  // Once no big-M arc is left in the cycle (most pivots), the levels stay: skip their stream.
+  if (lsigma == 0) {
+    for (int32_t u = first; u != end; u = thread[u]) pi[u] += sigma;
   } else {
-    for (int32_t u = end; u != u_in; u = thread[u]) pi[u] -= sigma, level[u] -= lsigma;
+    for (int32_t u = first; u != end; u = thread[u]) pi[u] += sigma, level[u] += lsigma;
   }
 }
 
