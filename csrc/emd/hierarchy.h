@@ -25,10 +25,23 @@ class BoundedPricing {
   bool useful() const { return useful_; }
 
  private:
+  // The pass over the pairs with the metric fixed (pairs_priced is its result); fills key_, idx_
+  // and size_.
+  template <Metric kMetric>
+  int64_t price(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
+                const Active& act, int64_t add_per_row, bool levels, const std::vector<double>& vmax,
+                const ParallelFor& parallel_for);
   Costs costs_;
   std::vector<int32_t> row_order_, row_start_, col_order_, col_start_;
   std::vector<double> row_centre_, row_radius_, col_centre_, col_radius_, key_;
   std::vector<int32_t> idx_, size_;
+  // Block order, structure of arrays, so that a row's bounds against every column block and its
+  // pairs against a run of blocks are unit-stride loops that vectorise: the blocks' centres
+  // (coordinate k of block q at col_centre_soa_[k * blocks + q]), the columns' coordinates
+  // (coordinate k of the s-th column in block order at col_xy_[k * ma + s]), and per round the
+  // columns' potentials and levels (col_pi_, col_lv_; column col_order_[s]).
+  std::vector<double> col_centre_soa_, col_xy_, col_pi_;
+  std::vector<int32_t> col_lv_;
   bool useful_ = true;
 };
 

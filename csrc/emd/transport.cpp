@@ -160,14 +160,18 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         for (int32_t l = 0; l < ma; ++l) gathered[l] = c[act.cols[l]];
         c = gathered.data();
       }
+      // (Explicit reductions: the compiler does not vectorise a max or min of doubles by itself.)
       double row_max = 0.0;
+#pragma omp simd reduction(max : row_max)
       for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(c[l]));
       local_max = std::max(local_max, row_max);
       if (complete) continue;
       double u = 0.0;
       if (coarse) {
         u = std::numeric_limits<double>::infinity();
-        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[l] - col_dual[l]);
+        const double* cd = col_dual.data();
+#pragma omp simd reduction(min : u)
+        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[l] - cd[l]);
         row_dual[r] = u;
       }
       for (int32_t l = 0; l < ma; ++l) key[l] = c[l] - u - col_dual[l];
