@@ -74,6 +74,17 @@ struct SpatialStart {
   int64_t round(const TransportSimplex& simplex, const std::vector<double>& shift_r, const std::vector<double>& shift_c,
                 const CostRows& cost_rows, const Active& act, int64_t add_per_row, const ParallelFor& parallel_for,
                 const std::function<void(int32_t, int32_t, double)>& add_arc);
+
+ private:
+  template <Metric kMetric>
+  void price_local(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
+                   const Active& act, int64_t add_per_row, const ParallelFor& parallel_for);
+  // For the local rounds' vectorised pass: the active columns' coordinates, structure of arrays
+  // (coordinate k of active column l at col_xy_[k * ma + l]), and per round their potentials and
+  // levels; the points themselves (costs_); the round's most violating arcs per row.
+  Costs costs_;
+  std::vector<double> col_xy_, col_pi_, key_;
+  std::vector<int32_t> col_lv_, idx_, size_;
 };
 
 }  // namespace pygan::emd

@@ -26,7 +26,7 @@ namespace {
 
 constexpr int32_t kBlock = 32;
 // Above this fraction of pairs priced, PricingRound's plain pass over every pair is cheaper.
-constexpr double kUsefulFraction = 0.4;
+constexpr double kUsefulFraction = 0.85;
 
 // k-d blocks of the points ids (indices into coords): order[] lists the positions 0..count-1
 // block by block, block b holding order[start[b] .. start[b + 1]).
@@ -108,24 +108,6 @@ void BoundedPricing::build(const Costs& costs, const Active& act) {
   col_lv_.resize(ma);
 }
 
-namespace {
-
-// The metric applied to squared distances / distances, one branch per loop (the loops vectorise
-// for the squared and plain Euclidean cases).
-template <Metric kMetric>
-inline double from_square(double sq, double p) {
-  if constexpr (kMetric == Metric::SqEuclidean) return sq;
-  else if constexpr (kMetric == Metric::Euclidean) return std::sqrt(sq);
-  else return std::pow(sq, 0.5 * p);
-}
-template <Metric kMetric>
-inline double from_distance(double dist, double p) {
-  if constexpr (kMetric == Metric::SqEuclidean) return dist * dist;
-  else if constexpr (kMetric == Metric::Euclidean) return dist;
-  else return std::pow(dist, p);
-}
-
-}  // namespace
 
 template <Metric kMetric>
 int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
@@ -169,7 +151,7 @@ int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector
 #pragma omp simd
           for (int64_t q = 0; q < cb; ++q) {
             const double gap = std::sqrt(sqd[q]) * (1 - 1e-12) - crad[q];
-            const double g = from_distance<kMetric>(gap, p);
+            const double g = cost_from_distance<kMetric>(gap, p);
             const double lb = g * (1 - 1e-12), slack = lb - u - vm[q];
             // gap > 0 and finite (a NaN or infinite gap compares false), slack above rounding.
             sk[q] = gap > 0 && gap < std::numeric_limits<double>::infinity() &&
@@ -196,7 +178,7 @@ int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector
 #pragma omp simd reduction(min : lowest) reduction(max : highest)
             for (int32_t s = s0; s < s1; ++s) {
               const double d0 = x0 - y0[s], d1 = x1 - y1[s];
-              const double c = from_square<kMetric>(d0 * d0 + d1 * d1, p);
+              const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
               highest = std::max(highest, c);
               sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
               lowest = std::min(lowest, sc[s - s0]);
@@ -211,7 +193,7 @@ int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector
             }
 #pragma omp simd reduction(min : lowest) reduction(max : highest)
             for (int32_t s = s0; s < s1; ++s) {
-              const double c = from_square<kMetric>(sc[s - s0], p);
+              const double c = cost_from_square<kMetric>(sc[s - s0], p);
               highest = std::max(highest, c);
               sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
               lowest = std::min(lowest, sc[s - s0]);
