@@ -21,6 +21,9 @@ bool certify(int64_t n, int64_t m, const double* a, const double* b_scaled, doub
   // is computed from: a pair's violation with kCertTol * (|u_i| + |v_j| + |C_ij|), the gap with
   // kCertTol * (sum P|C| + sum a|u| + sum b|v|), the marginals with kCertTol * sum(a). An
   // "optimal" result whose certificate fails one of these is reported Imprecise, never Optimal.
+  // A zero-mass row (a_i = 0) may come with u_i = +inf: it then gets its c-transform here, in the
+  // same pass over its costs (emd::solve leaves those rows to this pass).
+  // (Explicit simd reductions: without -ffast-math a max of doubles does not vectorise.)
   constexpr double kCertTol = 1e-10;
   constexpr double kPairTol = 1e-12;
   std::vector<double> row_sum(n, 0.0), col_sum(m, 0.0);
@@ -36,12 +39,23 @@ bool certify(int64_t n, int64_t m, const double* a, const double* b_scaled, doub
     bool ok = true;
     for (int64_t i = lo; i < hi; ++i) {
       const double* c = cost_rows.row(i, buffer.data());
+      const double* v = sol.v.data();
+      if (!(a[i] > 0) && sol.u[i] == inf) {
+        // A zero-mass row whose dual the caller left to this pass: its c-transform
+        // min_j C_ij - v_j (the largest u_i feasible for every pair of the row), from the
+        // cost row just computed.
+        double best = inf;
+#pragma omp simd reduction(min : best)
+        for (int64_t j = 0; j < m; ++j) best = std::min(best, c[j] - v[j]);
+        sol.u[i] = best;
+      }
       const double ui = sol.u[i];
       double row_worst = 0.0, excess = -inf;
+#pragma omp simd reduction(max : row_worst, excess)
       for (int64_t j = 0; j < m; ++j) {
-        const double viol = ui + sol.v[j] - c[j];
+        const double viol = ui + v[j] - c[j];
         row_worst = std::max(row_worst, viol);
-        excess = std::max(excess, viol - kPairTol * (std::fabs(ui) + std::fabs(sol.v[j]) + std::fabs(c[j])));
+        excess = std::max(excess, viol - kPairTol * (std::fabs(ui) + std::fabs(v[j]) + std::fabs(c[j])));
       }
       worst = std::max(worst, row_worst);
       ok = ok && !(excess > 0) && std::isfinite(row_worst);

@@ -96,6 +96,22 @@ class CostRows {
   int64_t m_;
 };
 
+// The metric applied to a squared distance (or to a distance), with the metric fixed at compile
+// time so that loops over many pairs vectorise (SqEuclidean and Euclidean; Power calls pow).
+// Rounds exactly as CostRows does.
+template <Metric kMetric>
+inline double cost_from_square(double sq, double p) {
+  if constexpr (kMetric == Metric::SqEuclidean) return sq;
+  else if constexpr (kMetric == Metric::Euclidean) return std::sqrt(sq);
+  else return std::pow(sq, 0.5 * p);
+}
+template <Metric kMetric>
+inline double cost_from_distance(double dist, double p) {
+  if constexpr (kMetric == Metric::SqEuclidean) return dist * dist;
+  else if constexpr (kMetric == Metric::Euclidean) return dist;
+  else return std::pow(dist, p);
+}
+
 // The k smallest keys seen, with their indices: a binary max-heap on key (worst at [0]), so a
 // push costs O(log k). Callers may keep `size` between pushes and rebuild the view from it.
 struct SmallestK {

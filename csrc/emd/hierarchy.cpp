@@ -236,8 +236,85 @@ bool SpatialStart::build(const Costs& costs, const Active& act, const std::vecto
   for (int32_t l = 0; l < ma; ++l)
     if (std::isfinite(best_col[l])) col_dual[l] = best_col[l];
   bounded.build(costs, act);
+  costs_ = costs;
+  col_xy_.resize(size_t(d) * ma);
+  for (int32_t l = 0; l < ma; ++l)
+    for (int64_t k = 0; k < d; ++k) col_xy_[size_t(k) * ma + l] = costs.y[int64_t(act.cols[l]) * d + k];
   max_abs = bound;
   return true;
+}
+
+template <Metric kMetric>
+void SpatialStart::price_local(const TransportSimplex& simplex, const std::vector<double>& shift_r,
+                               const CostRows& cost_rows, const Active& act, int64_t add_per_row,
+                               const ParallelFor& parallel_for) {
+  const int32_t na = int32_t(act.rows.size()), ma = int32_t(act.cols.size());
+  const int64_t d = costs_.dim;
+  const double p = costs_.p;
+  const double* pi = simplex.potentials();
+  const int32_t* lv = simplex.levels();
+  const double* cxy = col_xy_.data();
+  const double* cpi = col_pi_.data();
+  const int32_t* clv = col_lv_.data();
+  const int32_t* near = near_cols.data();
+  parallel_for(0, na, std::max<int64_t>(1, 256), [&](int64_t lo, int64_t hi) {
+    std::vector<double> score;
+    for (int64_t r = lo; r < hi; ++r) {
+      const int32_t cell = row_cell[r];
+      const int32_t t0 = near_start[cell], t1 = near_start[cell + 1];
+      const double pr = pi[r] - shift_r[r];
+      const int32_t lr = lv[r];
+      const double* x = costs_.x + int64_t(act.rows[r]) * d;
+      score.resize(size_t(t1 - t0));
+      double* sc = score.data();
+      double lowest = 0.0, highest = 0.0;
+      // Gathered by column index: a unit-stride loop over the neighbourhood list.
+      if (d == 2) {
+        const double x0 = x[0], x1 = x[1];
+        const double* y0 = cxy;
+        const double* y1 = cxy + ma;
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+        for (int32_t t = t0; t < t1; ++t) {
+          const int32_t l = near[t];
+          const double d0 = x0 - y0[l], d1 = x1 - y1[l];
+          const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
+          highest = std::max(highest, c);
+          sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
+          lowest = std::min(lowest, sc[t - t0]);
+        }
+      } else {
+        for (int32_t t = t0; t < t1; ++t) sc[t - t0] = 0.0;
+        for (int64_t k = 0; k < d; ++k) {
+          const double xk = x[k];
+          const double* yk = cxy + k * ma;
+#pragma omp simd
+          for (int32_t t = t0; t < t1; ++t) sc[t - t0] += (xk - yk[near[t]]) * (xk - yk[near[t]]);
+        }
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+        for (int32_t t = t0; t < t1; ++t) {
+          const int32_t l = near[t];
+          const double c = cost_from_square<kMetric>(sc[t - t0], p);
+          highest = std::max(highest, c);
+          sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
+          lowest = std::min(lowest, sc[t - t0]);
+        }
+      }
+      if (!(highest < std::numeric_limits<double>::infinity())) {
+        // Squared distances that overflow (coordinates above ~1e154): CostRows' scaled formula.
+        lowest = 0.0;
+        for (int32_t t = t0; t < t1; ++t) {
+          const int32_t l = near[t];
+          sc[t - t0] = violation_score(cost_rows.at(act.rows[r], act.cols[l]), pr, cpi[l], lr - clv[l]);
+          lowest = std::min(lowest, sc[t - t0]);
+        }
+      }
+      SmallestK worst{key_.data() + r * add_per_row, idx_.data() + r * add_per_row, int32_t(add_per_row)};
+      if (lowest < 0)
+        for (int32_t t = t0; t < t1; ++t)
+          if (sc[t - t0] < 0) worst.push(sc[t - t0], near[t]);
+      size_[r] = worst.size;
+    }
+  });
 }
 
 int64_t SpatialStart::round(const TransportSimplex& simplex, const std::vector<double>& shift_r,
@@ -245,32 +322,27 @@ int64_t SpatialStart::round(const TransportSimplex& simplex, const std::vector<d
                             int64_t add_per_row, const ParallelFor& parallel_for,
                             const std::function<void(int32_t, int32_t, double)>& add_arc) {
   ++local_rounds;
-  const int32_t na = int32_t(act.rows.size());
+  const int32_t na = int32_t(act.rows.size()), ma = int32_t(act.cols.size());
   const double* pi = simplex.potentials();
   const int32_t* lv = simplex.levels();
-  std::vector<double> key(size_t(na) * add_per_row);
-  std::vector<int32_t> idx(key.size()), size(na, 0);
-  parallel_for(0, na, std::max<int64_t>(1, 256), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const int32_t cell = row_cell[r];
-      const double pr = pi[r] - shift_r[r];
-      SmallestK worst{key.data() + r * add_per_row, idx.data() + r * add_per_row, int32_t(add_per_row)};
-      for (int32_t t = near_start[cell]; t < near_start[cell + 1]; ++t) {
-        const int32_t l = near_cols[t];
-        const double c = cost_rows.at(act.rows[r], act.cols[l]);
-        const double score = violation_score(c, pr, pi[na + l] + shift_c[l], lv[r] - lv[na + l]);
-        if (score < 0) worst.push(score, l);
-      }
-      size[r] = worst.size;
-    }
-  });
+  col_pi_.resize(ma);
+  col_lv_.resize(ma);
+  for (int32_t l = 0; l < ma; ++l) col_pi_[l] = pi[na + l] + shift_c[l], col_lv_[l] = lv[na + l];
+  key_.resize(size_t(na) * add_per_row);
+  idx_.resize(key_.size());
+  size_.assign(na, 0);
+  switch (costs_.metric) {
+    case Metric::SqEuclidean: price_local<Metric::SqEuclidean>(simplex, shift_r, cost_rows, act, add_per_row, parallel_for); break;
+    case Metric::Euclidean: price_local<Metric::Euclidean>(simplex, shift_r, cost_rows, act, add_per_row, parallel_for); break;
+    case Metric::Power: price_local<Metric::Power>(simplex, shift_r, cost_rows, act, add_per_row, parallel_for); break;
+  }
   int64_t added = 0;
   for (int32_t r = 0; r < na; ++r) {
-    for (int32_t t = 0; t < size[r]; ++t) {
-      const int32_t l = idx[size_t(r) * add_per_row + t];
+    for (int32_t t = 0; t < size_[r]; ++t) {
+      const int32_t l = idx_[size_t(r) * add_per_row + t];
       add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
     }
-    added += size[r];
+    added += size_[r];
   }
   return added;
 }

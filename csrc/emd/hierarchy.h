@@ -25,10 +25,23 @@ class BoundedPricing {
   bool useful() const { return useful_; }
 
  private:
+  // The pass over the pairs with the metric fixed (pairs_priced is its result); fills key_, idx_
+  // and size_.
+  template <Metric kMetric>
+  int64_t price(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
+                const Active& act, int64_t add_per_row, bool levels, const std::vector<double>& vmax,
+                const ParallelFor& parallel_for);
   Costs costs_;
   std::vector<int32_t> row_order_, row_start_, col_order_, col_start_;
   std::vector<double> row_centre_, row_radius_, col_centre_, col_radius_, key_;
   std::vector<int32_t> idx_, size_;
+  // Block order, structure of arrays, so that a row's bounds against every column block and its
+  // pairs against a run of blocks are unit-stride loops that vectorise: the blocks' centres
+  // (coordinate k of block q at col_centre_soa_[k * blocks + q]), the columns' coordinates
+  // (coordinate k of the s-th column in block order at col_xy_[k * ma + s]), and per round the
+  // columns' potentials and levels (col_pi_, col_lv_; column col_order_[s]).
+  std::vector<double> col_centre_soa_, col_xy_, col_pi_;
+  std::vector<int32_t> col_lv_;
   bool useful_ = true;
 };
 
@@ -61,6 +74,17 @@ struct SpatialStart {
   int64_t round(const TransportSimplex& simplex, const std::vector<double>& shift_r, const std::vector<double>& shift_c,
                 const CostRows& cost_rows, const Active& act, int64_t add_per_row, const ParallelFor& parallel_for,
                 const std::function<void(int32_t, int32_t, double)>& add_arc);
+
+ private:
+  template <Metric kMetric>
+  void price_local(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
+                   const Active& act, int64_t add_per_row, const ParallelFor& parallel_for);
+  // For the local rounds' vectorised pass: the active columns' coordinates, structure of arrays
+  // (coordinate k of active column l at col_xy_[k * ma + l]), and per round their potentials and
+  // levels; the points themselves (costs_); the round's most violating arcs per row.
+  Costs costs_;
+  std::vector<double> col_xy_, col_pi_, key_;
+  std::vector<int32_t> col_lv_, idx_, size_;
 };
 
 }  // namespace pygan::emd

@@ -46,10 +46,13 @@ int64_t PricingRound::round(const TransportSimplex& simplex, const std::vector<d
       const int32_t lr = lv[r];
       // Scores first (a loop the compiler vectorises), then the rare negatives.
       // Inactive columns have potential -inf: their score is +inf, never negative.
+      // (An explicit min reduction: the compiler does not vectorise one of doubles by itself.)
       double lowest = 0.0;
+      double* sc = score.data();
+#pragma omp simd reduction(min : lowest)
       for (int64_t j = 0; j < m; ++j) {
-        score[j] = violation_score(c[j], pr, col_pi[j], lr - col_lv[j]);
-        lowest = std::min(lowest, score[j]);
+        sc[j] = violation_score(c[j], pr, col_pi[j], lr - col_lv[j]);
+        lowest = std::min(lowest, sc[j]);
       }
       SmallestK worst{add_key_.data() + r * add_per_row, add_idx_.data() + r * add_per_row, int32_t(add_per_row)};
       if (lowest < 0) {

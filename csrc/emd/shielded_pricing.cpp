@@ -25,6 +25,8 @@ namespace pygan::emd {
 namespace {
 
 constexpr int32_t kBlock = 32;
+// Above this fraction of pairs priced, PricingRound's plain pass over every pair is cheaper.
+constexpr double kUsefulFraction = 0.85;
 
 // k-d blocks of the points ids (indices into coords): order[] lists the positions 0..count-1
 // block by block, block b holding order[start[b] .. start[b + 1]).
@@ -95,6 +97,128 @@ void BoundedPricing::build(const Costs& costs, const Active& act) {
   kd_blocks(costs.y, costs.dim, act.cols, col_order_, col_start_);
   block_balls(costs.x, costs.dim, act.rows, row_order_, row_start_, row_centre_, row_radius_);
   block_balls(costs.y, costs.dim, act.cols, col_order_, col_start_, col_centre_, col_radius_);
+  const int64_t d = costs.dim, ma = int64_t(act.cols.size()), cb = int64_t(col_start_.size()) - 1;
+  col_centre_soa_.resize(size_t(d * cb));
+  for (int64_t q = 0; q < cb; ++q)
+    for (int64_t k = 0; k < d; ++k) col_centre_soa_[size_t(k * cb + q)] = col_centre_[size_t(q * d + k)];
+  col_xy_.resize(size_t(d * ma));
+  for (int64_t s = 0; s < ma; ++s)
+    for (int64_t k = 0; k < d; ++k) col_xy_[size_t(k * ma + s)] = costs.y[int64_t(act.cols[col_order_[s]]) * d + k];
+  col_pi_.resize(ma);
+  col_lv_.resize(ma);
+}
+
+
+template <Metric kMetric>
+int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector<double>& shift_r, const CostRows& cost_rows,
+                              const Active& act, int64_t add_per_row, bool levels, const std::vector<double>& vmax,
+                              const ParallelFor& parallel_for) {
+  const int32_t ma = int32_t(act.cols.size());
+  const double* pi = simplex.potentials();
+  const int32_t* lv = simplex.levels();
+  const int64_t rb = int64_t(row_start_.size()) - 1, cb = int64_t(col_start_.size()) - 1, d = costs_.dim;
+  const double p = costs_.p;
+  const double* ccs = col_centre_soa_.data();
+  const double* crad = col_radius_.data();
+  const double* vm = vmax.data();
+  const double* cxy = col_xy_.data();
+  const double* cpi = col_pi_.data();
+  const int32_t* clv = col_lv_.data();
+  const int32_t* cstart = col_start_.data();
+  std::vector<int64_t> priced(rb, 0);
+  parallel_for(0, rb, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<uint8_t> skip(cb, 0);
+    std::vector<double> score(ma), sq(cb);
+    for (int64_t b = lo; b < hi; ++b) {
+      for (int32_t t = row_start_[b]; t < row_start_[b + 1]; ++t) {
+        const int32_t r = row_order_[t];
+        const double pr = pi[r] - shift_r[r], u = -pr;
+        const int32_t lr = lv[r];
+        const double* x = costs_.x + int64_t(act.rows[r]) * d;
+        SmallestK heap{key_.data() + size_t(r) * add_per_row, idx_.data() + size_t(r) * add_per_row, int32_t(add_per_row)};
+        // The row's point against every column block's ball, in one pass (symbolic levels: no
+        // bound, every block priced).
+        if (!levels) {
+          double* sqd = sq.data();
+          std::fill(sqd, sqd + cb, 0.0);
+          for (int64_t k = 0; k < d; ++k) {
+            const double xk = x[k];
+            const double* ck = ccs + k * cb;
+#pragma omp simd
+            for (int64_t q = 0; q < cb; ++q) sqd[q] += (xk - ck[q]) * (xk - ck[q]);
+          }
+          uint8_t* sk = skip.data();
+#pragma omp simd
+          for (int64_t q = 0; q < cb; ++q) {
+            const double gap = std::sqrt(sqd[q]) * (1 - 1e-12) - crad[q];
+            const double g = cost_from_distance<kMetric>(gap, p);
+            const double lb = g * (1 - 1e-12), slack = lb - u - vm[q];
+            // gap > 0 and finite (a NaN or infinite gap compares false), slack above rounding.
+            sk[q] = gap > 0 && gap < std::numeric_limits<double>::infinity() &&
+                    slack > 1e-12 * (std::fabs(lb) + std::fabs(u) + std::fabs(vm[q]));
+          }
+        }
+        // Runs of consecutive blocks not skipped: their pairs are contiguous in block order.
+        for (int64_t q = 0; q < cb;) {
+          if (!levels && skip[q]) {
+            ++q;
+            continue;
+          }
+          int64_t q1 = q + 1;
+          while (q1 < cb && (levels || !skip[q1])) ++q1;
+          const int32_t s0 = cstart[q], s1 = cstart[q1];
+          q = q1;
+          priced[b] += s1 - s0;
+          double* sc = score.data();
+          double lowest = 0.0, highest = 0.0;
+          if (d == 2) {
+            const double x0 = x[0], x1 = x[1];
+            const double* y0 = cxy;
+            const double* y1 = cxy + ma;
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+            for (int32_t s = s0; s < s1; ++s) {
+              const double d0 = x0 - y0[s], d1 = x1 - y1[s];
+              const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
+              highest = std::max(highest, c);
+              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
+              lowest = std::min(lowest, sc[s - s0]);
+            }
+          } else {
+            for (int32_t s = s0; s < s1; ++s) sc[s - s0] = 0.0;
+            for (int64_t k = 0; k < d; ++k) {
+              const double xk = x[k];
+              const double* yk = cxy + k * ma;
+#pragma omp simd
+              for (int32_t s = s0; s < s1; ++s) sc[s - s0] += (xk - yk[s]) * (xk - yk[s]);
+            }
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+            for (int32_t s = s0; s < s1; ++s) {
+              const double c = cost_from_square<kMetric>(sc[s - s0], p);
+              highest = std::max(highest, c);
+              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
+              lowest = std::min(lowest, sc[s - s0]);
+            }
+          }
+          if (!(highest < std::numeric_limits<double>::infinity())) {
+            // A squared distance overflowed (coordinates above ~1e154) where the cost may not:
+            // those pairs with CostRows' scaled formula (rare; the bound keeps most far).
+            lowest = 0.0;
+            for (int32_t s = s0; s < s1; ++s) {
+              const int32_t l = col_order_[s];
+              const double c = cost_rows.at(act.rows[r], act.cols[l]);
+              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
+              lowest = std::min(lowest, sc[s - s0]);
+            }
+          }
+          if (lowest < 0)
+            for (int32_t s = s0; s < s1; ++s)
+              if (sc[s - s0] < 0) heap.push(sc[s - s0], col_order_[s]);
+        }
+        size_[r] = heap.size;
+      }
+    }
+  });
+  return std::accumulate(priced.begin(), priced.end(), int64_t(0));
 }
 
 int64_t BoundedPricing::round(const TransportSimplex& simplex, const std::vector<double>& shift_r,
@@ -106,52 +230,35 @@ int64_t BoundedPricing::round(const TransportSimplex& simplex, const std::vector
   const int32_t* lv = simplex.levels();
   bool levels = false;
   for (int32_t t = 0; t < na + ma; ++t) levels = levels || lv[t] != lv[0];
-  const int64_t rb = int64_t(row_start_.size()) - 1, cb = int64_t(col_start_.size()) - 1, d = costs_.dim;
-  // u_r = -(pi_r - shift_r), v_l = pi_l + shift_c: the largest of each block.
-  std::vector<double> umax(rb, -std::numeric_limits<double>::infinity()), vmax(cb, -std::numeric_limits<double>::infinity());
-  for (int64_t b = 0; b < rb; ++b)
-    for (int32_t t = row_start_[b]; t < row_start_[b + 1]; ++t) umax[b] = std::max(umax[b], -(pi[row_order_[t]] - shift_r[row_order_[t]]));
-  for (int64_t b = 0; b < cb; ++b)
-    for (int32_t t = col_start_[b]; t < col_start_[b + 1]; ++t)
-      vmax[b] = std::max(vmax[b], pi[na + col_order_[t]] + shift_c[col_order_[t]]);
+  const int64_t cb = int64_t(col_start_.size()) - 1;
+  // v_l = pi_l + shift_c in block order, and the largest of each block (u_r = -(pi_r - shift_r)
+  // is the row's own, exact).
+  for (int32_t s = 0; s < ma; ++s) {
+    const int32_t l = col_order_[s];
+    col_pi_[s] = pi[na + l] + shift_c[l];
+    col_lv_[s] = lv[na + l];
+  }
+  std::vector<double> vmax(cb, -std::numeric_limits<double>::infinity());
+  for (int64_t b = 0; b < cb; ++b) {
+    double best = -std::numeric_limits<double>::infinity();
+    for (int32_t s = col_start_[b]; s < col_start_[b + 1]; ++s) best = std::max(best, col_pi_[s]);
+    vmax[b] = best;
+  }
   key_.assign(size_t(na) * add_per_row, 0.0);
   idx_.assign(key_.size(), 0);
   size_.assign(na, 0);
-  std::vector<int64_t> priced(rb, 0);
-  parallel_for(0, rb, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      for (int32_t t = row_start_[b]; t < row_start_[b + 1]; ++t) {
-        const int32_t r = row_order_[t];
-        const double pr = pi[r] - shift_r[r], u = -pr;
-        const double* x = costs_.x + int64_t(act.rows[r]) * d;
-        SmallestK heap{key_.data() + size_t(r) * add_per_row, idx_.data() + size_t(r) * add_per_row, int32_t(add_per_row)};
-        for (int64_t q = 0; q < cb; ++q) {
-          if (!levels) {  // the row's point against the block's ball
-            const double* cc = col_centre_.data() + q * d;
-            double s = 0.0;
-            for (int64_t k = 0; k < d; ++k) s += (x[k] - cc[k]) * (x[k] - cc[k]);
-            const double gap = std::sqrt(s) * (1 - 1e-12) - col_radius_[q];
-            if (gap > 0 && std::isfinite(gap)) {
-              const double g = costs_.metric == Metric::SqEuclidean ? gap * gap
-                             : costs_.metric == Metric::Euclidean ? gap : std::pow(gap, costs_.p);
-              const double lb = g * (1 - 1e-12), slack = lb - u - vmax[q];
-              if (slack > 1e-12 * (std::fabs(lb) + std::fabs(u) + std::fabs(vmax[q]))) continue;
-            }
-          }
-          priced[b] += col_start_[q + 1] - col_start_[q];
-          for (int32_t s = col_start_[q]; s < col_start_[q + 1]; ++s) {
-            const int32_t l = col_order_[s];
-            const double c = cost_rows.at(act.rows[r], act.cols[l]);
-            const double score = violation_score(c, pr, pi[na + l] + shift_c[l], lv[r] - lv[na + l]);
-            if (score < 0) heap.push(score, l);
-          }
-        }
-        size_[r] = heap.size;
-      }
-    }
-  });
-  pairs_priced = std::accumulate(priced.begin(), priced.end(), int64_t(0));
-  useful_ = pairs_priced < int64_t(0.4 * double(na) * ma);
+  switch (costs_.metric) {
+    case Metric::SqEuclidean:
+      pairs_priced = price<Metric::SqEuclidean>(simplex, shift_r, cost_rows, act, add_per_row, levels, vmax, parallel_for);
+      break;
+    case Metric::Euclidean:
+      pairs_priced = price<Metric::Euclidean>(simplex, shift_r, cost_rows, act, add_per_row, levels, vmax, parallel_for);
+      break;
+    case Metric::Power:
+      pairs_priced = price<Metric::Power>(simplex, shift_r, cost_rows, act, add_per_row, levels, vmax, parallel_for);
+      break;
+  }
+  useful_ = pairs_priced < int64_t(kUsefulFraction * double(na) * ma);
 #ifdef PYGAN_EMD_TRACE
   std::fprintf(stderr, "  bounded pricing: %.3g of the pairs priced (levels %d)\n", double(pairs_priced) / (double(na) * ma), int(levels));
 #endif

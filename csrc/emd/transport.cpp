@@ -10,7 +10,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "emd/duals.h"
 #include "emd/emd.h"
 #include "emd/hierarchy.h"
 #include "emd/internal.h"
@@ -39,6 +38,55 @@ ParallelFor serial_for() {
 namespace {
 
 constexpr int64_t kAssignmentMax = 256;
+
+// NOTE: [Adaptive neighbours]
+// How many first arcs a row needs depends on the shape of its reduced costs under the coarse
+// duals. With squared Euclidean costs they grow about linearly with their rank (a bowl: the
+// number of columns below t grows like the area of a disc of radius sqrt(t)), and each row's 32
+// best hold the arcs an optimal plan uses: more only cost time (DOTmark 32 x 32: 0.19 -> 0.26 s at
+// k = 128, the same pivots). With Euclidean costs along a translation a whole cone of pairs is
+// nearly tight and the keys grow like the square of the rank (the cone's width grows like the
+// square root of t): a row's 32 best are a thin slice of the cone, the first simplex run
+// optimises over the wrong arcs and every round adds ~30 arcs per row and ~30K pivots
+// (3000 x 2000 shifted (4, 2): 200K pivots in 9 rounds at k = 32, 78K in 6 at k = 128, 2x
+// faster; 1000 x 1500 shifted (4, 2): 59K -> 18K pivots). So the growth is measured on a fixed
+// sample of rows before the selection pass: the ratio of the keys at ranks ~4q and ~q (q the
+// 2k-th smallest, from a sorted random sample of 4k keys, as the selection's own estimate) is
+// ~4 for a bowl and ~16 for a cone; its median over the sampled rows picks k.
+constexpr int32_t kGrowthRows = 256;
+constexpr double kConeGrowth = 6.5;    // between a bowl (4, rank^1) and a cone (16, rank^2)
+constexpr int64_t kConeNeighbours = 128;
+constexpr int64_t kGrowthMinPairs = int64_t(1) << 19;
+
+// The median over up to kGrowthRows rows (a fixed random sample) of key(4q) / key(q) as above;
+// 0 when it cannot be measured (too few columns, or keys that vanish: ties).
+double key_growth(int64_t m, int64_t k, const CostRows& cost_rows, bool matrix, const Active& act,
+                  const std::vector<double>& col_dual) {
+  const int32_t na = int32_t(act.rows.size()), ma = int32_t(act.cols.size());
+  const int32_t sample = int32_t(std::min<int64_t>(4 * k, ma));
+  const int32_t rank = int32_t((2 * k * int64_t(sample) + ma - 1) / ma);  // ~2k-th of all ma
+  if (rank < 1 || 4 * rank > sample) return 0.0;
+  std::mt19937 rng(0x9e3779b9u);
+  std::vector<int32_t> cols(ma);
+  for (int32_t l = 0; l < ma; ++l) cols[l] = l;
+  std::shuffle(cols.begin(), cols.end(), rng);
+  cols.resize(sample);
+  std::vector<double> buffer(matrix ? 0 : m), keys(sample), ratios;
+  std::uniform_int_distribution<int32_t> pick(0, na - 1);
+  for (int32_t t = 0; t < std::min(na, kGrowthRows); ++t) {
+    const int32_t r = na <= kGrowthRows ? t : pick(rng);
+    const double* c = cost_rows.row(act.rows[r], buffer.data());
+    double u = std::numeric_limits<double>::infinity();
+    for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[act.cols[l]] - col_dual[l]);
+    for (int32_t q = 0; q < sample; ++q) keys[q] = c[act.cols[cols[q]]] - u - col_dual[cols[q]];
+    std::sort(keys.begin(), keys.end());
+    const double low = keys[rank - 1], high = keys[4 * rank - 1];
+    if (low > 0 && std::isfinite(high)) ratios.push_back(high / low);
+  }
+  if (ratios.size() * 2 < size_t(std::min(na, kGrowthRows))) return 0.0;
+  std::nth_element(ratios.begin(), ratios.begin() + ratios.size() / 2, ratios.end());
+  return ratios[ratios.size() / 2];
+}
 
 
 }  // namespace
@@ -117,6 +165,13 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual);
   }
 
+  // NOTE: [Adaptive neighbours]: a wide cone of nearly tight pairs needs more first arcs.
+  // (Not on small problems: 128 arcs a row did not help there, and the probe would be a
+  // noticeable part of their single pass.)
+  if (!complete && !spatial && coarse && options.neighbours <= 0 && int64_t(na) * ma >= kGrowthMinPairs &&
+      key_growth(m, k, cost_rows, costs.matrix != nullptr, act, col_dual) >= kConeGrowth)
+    k = std::min<int64_t>({kConeNeighbours, na, ma});
+
   const bool all_cols = ma == m;
   // Each row's k best columns (row_idx) and each column's k best rows (col_slot, 2k slots per
   // column), kept by buffered selection (NOTE: [Buffered selection] in select.h).
@@ -160,14 +215,18 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         for (int32_t l = 0; l < ma; ++l) gathered[l] = c[act.cols[l]];
         c = gathered.data();
       }
+      // (Explicit reductions: the compiler does not vectorise a max or min of doubles by itself.)
       double row_max = 0.0;
+#pragma omp simd reduction(max : row_max)
       for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(c[l]));
       local_max = std::max(local_max, row_max);
       if (complete) continue;
       double u = 0.0;
       if (coarse) {
         u = std::numeric_limits<double>::infinity();
-        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[l] - col_dual[l]);
+        const double* cd = col_dual.data();
+#pragma omp simd reduction(min : u)
+        for (int32_t l = 0; l < ma; ++l) u = std::min(u, c[l] - cd[l]);
         row_dual[r] = u;
       }
       for (int32_t l = 0; l < ma; ++l) key[l] = c[l] - u - col_dual[l];
@@ -449,21 +508,34 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   sol.v.assign(m, inf);
   for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] = -(pi[r] + lv[r] * m_eff) + shift_r[r];
   for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] = pi[na + l] + lv[na + l] * m_eff + shift_c[l];
-  // Zero-mass columns, then rows, get c-transforms so that u_i + v_j <= C_ij holds for every pair.
+  // Centre them as POT does (a.u == b.v), from the active duals alone: zero-mass rows and columns
+  // add nothing to a.u or b.v, so their c-transforms below, taken against centred duals, come
+  // out centred too.
+  {
+    double au = 0.0, bv = 0.0;
+    for (int32_t r = 0; r < na; ++r) au += supply[r] * sol.u[act.rows[r]];
+    for (int32_t l = 0; l < ma; ++l) bv += demand[l] * sol.v[act.cols[l]];
+    const double centre = (bv - au) / (sum_a + sum_a);
+    for (int32_t r = 0; r < na; ++r) sol.u[act.rows[r]] += centre;
+    for (int32_t l = 0; l < ma; ++l) sol.v[act.cols[l]] -= centre;
+  }
+  // Zero-mass columns get c-transforms so that u_i + v_j <= C_ij holds for every pair; zero-mass
+  // rows get theirs inside the certificate's own pass over their cost rows (their u is left +inf
+  // for it: NOTE: [Certificate]), which saves a pass over those rows.
   // Row-wise (unit stride over whole cost rows, a loop that vectorises) unless only a few columns
   // lack mass: on an image with an empty background these were scalar lookups over most of M
   // (32 x 32 "shapes": 5 of its 6.5 ms before).
-  std::vector<int32_t> zero_cols, zero_rows;
+  std::vector<int32_t> zero_cols;
   for (int64_t j = 0; j < m; ++j)
     if (act.col_pos[j] < 0) zero_cols.push_back(static_cast<int32_t>(j));
-  for (int64_t i = 0; i < n; ++i)
-    if (!(a[i] > 0)) zero_rows.push_back(static_cast<int32_t>(i));
   if (!zero_cols.empty() && int64_t(zero_cols.size()) * 16 >= m) {
     std::vector<double> buffer(costs.matrix ? 0 : m), best(m, inf);
     for (const int32_t i : act.rows) {
       const double* c = cost_rows.row(i, buffer.data());
       const double ui = sol.u[i];
-      for (int64_t j = 0; j < m; ++j) best[j] = std::min(best[j], c[j] - ui);
+      double* bj = best.data();
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) bj[j] = std::min(bj[j], c[j] - ui);
     }
     for (const int32_t j : zero_cols) sol.v[j] = best[j];
   } else {
@@ -473,18 +545,6 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
       sol.v[j] = best;
     }
   }
-  parallel_for(0, int64_t(zero_rows.size()), std::max<int64_t>(1, grain), [&](int64_t lo, int64_t hi) {
-    std::vector<double> buffer(costs.matrix ? 0 : m);
-    const double* v = sol.v.data();
-    for (int64_t t = lo; t < hi; ++t) {
-      const double* c = cost_rows.row(zero_rows[t], buffer.data());
-      double best = inf;
-      for (int64_t j = 0; j < m; ++j) best = std::min(best, c[j] - v[j]);
-      sol.u[zero_rows[t]] = best;
-    }
-  });
-  // Centre them as POT does (a.u == b.v).
-  center_duals(n, m, a, b_scaled.data(), sum_a, sol.u, sol.v);
 
   const bool certified = certify(n, m, a, b_scaled.data(), sum_a, abs_cost, cost_rows, costs.matrix != nullptr, parallel_for,
                                  grain, sol);
