@@ -238,7 +238,7 @@ double* TransportSimplex::add_complete_arcs() {
 }
 
 // NOTE: [Complete pricing]: find_entering's block rule over whole rows (a block of about
-// sqrt(n m) arcs, rounded to whole rows; the first block with a candidate gives its best), each
+// 2 sqrt(n m) arcs, rounded to whole rows; the first block with a candidate gives its best), each
 // row's keys computed in one vectorised pass. The key folds find_entering's lexicographic
 // (level, score) order into one double, score + (level difference) * kBigScore, and adds
 // 2 * kBigScore on tree arcs: their levels agree (real arcs never change the level) and their
@@ -251,7 +251,12 @@ int64_t TransportSimplex::find_entering_complete() {
   if (n == 0 || m == 0) return -1;
   const int64_t count = int64_t(n) * m;
   const int64_t block = std::max<int64_t>(16, std::llround(std::sqrt(double(count))));
-  const int32_t rows_per_block = int32_t(std::max<int64_t>(1, (block + m / 2) / m));
+  // Twice find_entering's block: a vectorised scan costs less per arc, and the better entering
+  // arcs of the larger block save more pivots than the extra scanning costs (2-D clouds, random
+  // weights, squared Euclidean costs, one process alternating: 128 x 128 from 807 to 688 pivots
+  // and 6-7% of the time; 64 x 64 from 319 to 292 pivots, the same time; 3x: 661 / 262 pivots,
+  // 128 x 128 back to the 1x time).
+  const int32_t rows_per_block = int32_t(std::max<int64_t>(1, (2 * block + m / 2) / m));
   row_key_.resize(m);
   double* key = row_key_.data();
   const double* pcol = pi_.data() + n;
