@@ -237,6 +237,20 @@ double* TransportSimplex::add_complete_arcs() {
   return cost_.data() + first;
 }
 
+void TransportSimplex::use_complete_pricing(double max_abs_cost) {
+  complete_ = real_arcs() == int64_t(n_) * m_ && max_abs_cost * 4.0 * (nodes_ + 1) < 1e-4 * kBigScore;
+  if (!complete_) return;
+  // Twice find_entering's block: a vectorised scan costs less per arc, and the better entering
+  // arcs of the larger block save more pivots than the extra scanning costs (2-D clouds, random
+  // weights, squared Euclidean costs, one process alternating: 128 x 128 from 807 to 688 pivots
+  // and 6-7% of the time; 64 x 64 from 319 to 292 pivots, the same time; 3x: 661 / 262 pivots,
+  // 128 x 128 back to the 1x time). Computed once here, not per search (lround and a division
+  // were 8% of the search at 64 x 64).
+  const int64_t block = std::max<int64_t>(16, std::llround(std::sqrt(double(n_) * m_)));
+  block_rows_ = int32_t(std::max<int64_t>(1, (2 * block + m_ / 2) / m_));
+  row_key_.resize(m_);
+}
+
 // NOTE: [Complete pricing]: find_entering's block rule over whole rows (a block of about
 // 2 sqrt(n m) arcs, rounded to whole rows; the first block with a candidate gives its best), each
 // row's keys computed in one vectorised pass. The key folds find_entering's lexicographic
@@ -249,15 +263,7 @@ double* TransportSimplex::add_complete_arcs() {
 int64_t TransportSimplex::find_entering_complete() {
   const int32_t n = n_, m = m_;
   if (n == 0 || m == 0) return -1;
-  const int64_t count = int64_t(n) * m;
-  const int64_t block = std::max<int64_t>(16, std::llround(std::sqrt(double(count))));
-  // Twice find_entering's block: a vectorised scan costs less per arc, and the better entering
-  // arcs of the larger block save more pivots than the extra scanning costs (2-D clouds, random
-  // weights, squared Euclidean costs, one process alternating: 128 x 128 from 807 to 688 pivots
-  // and 6-7% of the time; 64 x 64 from 319 to 292 pivots, the same time; 3x: 661 / 262 pivots,
-  // 128 x 128 back to the 1x time).
-  const int32_t rows_per_block = int32_t(std::max<int64_t>(1, (2 * block + m / 2) / m));
-  row_key_.resize(m);
+  const int32_t rows_per_block = block_rows_;
   double* key = row_key_.data();
   const double* pcol = pi_.data() + n;
   const int32_t* lcol = level_.data() + n;

@@ -137,9 +137,7 @@ class TransportSimplex {
   // bound on the costs (potentials are sums of at most n + m of them); above it, the general
   // search stays.
   double* add_complete_arcs();
-  void use_complete_pricing(double max_abs_cost) {
-    complete_ = real_arcs() == int64_t(n_) * m_ && max_abs_cost * 4.0 * (nodes_ + 1) < 1e-4 * kBigScore;
-  }
+  void use_complete_pricing(double max_abs_cost);
   // Artificial arc of node u  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
   double artificial_flow_of(int32_t u) const { return flow_[u]; }
   // Flow still routed through the root (zero for a solved, balanced problem; rounding aside).
@@ -172,8 +170,9 @@ class TransportSimplex {
   int64_t next_arc_;
   int64_t since_refresh_ = 0;
   std::vector<int32_t> stem_, order_;  // scratch for pivot()
-  // NOTE: [Complete pricing]: the flag, the next row to scan and one row's entering keys.
+  // NOTE: [Complete pricing]: the flag, rows per block, the next row to scan and one row's keys.
   bool complete_ = false;
+  int32_t block_rows_ = 1;
   int32_t next_row_ = 0;
   std::vector<double> row_key_;
 };
