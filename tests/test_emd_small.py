@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ot_fixtures import F64, cdist, ref_cost, solve
+from ot_fixtures import F64, cdist, pot, pot_cost, ref_cost, solve  # noqa: F401 (pot: a fixture)
 from pygan import ot
 
 SIMPLEX = 10**12  # an iteration limit no solve reaches: forces the network simplex path
@@ -188,3 +188,125 @@ def test_batch_equals_loop(case, threads):
             assert float(single) == pytest.approx(lsa_cost(M[p]), rel=1e-12)
         else:
             assert float(single) == pytest.approx(ref_cost(a[p], b[p], M[p]), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Complete problems (every pair an arc, up to 128 x 128): the row-wise vectorised entering search
+# and the regret-ordered first basis, against POT and HiGHS over sizes, shapes, ties, zero weights
+# and extreme magnitudes.
+
+
+def points_problem(n: int, m: int, seed: int, p: float = 2.0):
+    gen = torch.Generator().manual_seed(seed)
+    a, b = weights(n, "random", gen), weights(m, "random", gen)
+    M = cdist(torch.rand(n, 2, dtype=F64, generator=gen), torch.rand(m, 2, dtype=F64, generator=gen), p)
+    return a, b, M
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (2, 2), (3, 5), (8, 8), (9, 7), (17, 33), (33, 17),
+                                   (63, 65), (64, 64), (100, 128), (128, 128), (128, 100)])
+def test_complete_against_pot_and_highs(pot, shape):
+    n, m = shape
+    for seed in range(3 if n * m <= 4096 else 1):
+        a, b, M = points_problem(n, m, seed=1000 * seed + 7 * n + m)
+        _, log = solve(a, b, M)
+        cost = float(log["cost"])
+        assert cost == pytest.approx(pot_cost(pot, a, b, M), rel=1e-9, abs=1e-15)
+        assert cost == pytest.approx(highs_cost(a, b, M), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 24, 31, 32, 33, 47, 64, 65,
+                               96, 127, 128])
+def test_complete_square_sizes_against_pot(pot, n):
+    # Every length around the vector widths (4 and 8 doubles) of the row scans.
+    a, b, M = points_problem(n, n, seed=n)
+    _, log = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(pot_cost(pot, a, b, M), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("costs", ["integer", "binary", "constant", "duplicates", "negative", "mixed scales"])
+@pytest.mark.parametrize("shape", [(30, 30), (50, 37), (128, 128)])
+def test_complete_ties_and_signs_against_highs(costs, shape):
+    n, m = shape
+    gen = torch.Generator().manual_seed(n + m)
+    a, b = weights(n, "integer", gen), weights(m, "random", gen)
+    if costs == "integer":
+        M = (torch.rand(n, m, dtype=F64, generator=gen) * 4).floor()
+    elif costs == "binary":  # a regret of 0 for almost every line
+        M = (torch.rand(n, m, dtype=F64, generator=gen) < 0.5).to(F64)
+    elif costs == "constant":
+        M = torch.full((n, m), 3.0, dtype=F64)
+    elif costs == "duplicates":
+        x = torch.rand(6, 2, dtype=F64, generator=gen)
+        M = cdist(x.repeat((n + 5) // 6, 1)[:n], x.repeat((m + 5) // 6, 1)[:m], 2.0)
+    elif costs == "negative":
+        M = torch.randn(n, m, dtype=F64, generator=gen)
+    else:  # costs of order 1 beside a few of 1e12 (NOTE: [Symbolic big-M])
+        M = torch.rand(n, m, dtype=F64, generator=gen)
+        M[::7, ::5] = 1e12
+    _, log = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(highs_cost(a, b, M), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("where", ["rows", "columns", "both", "all but one row"])
+def test_complete_zero_weights_against_highs(where):
+    gen = torch.Generator().manual_seed(3)
+    n, m = 45, 52
+    a, b = weights(n, "random", gen), weights(m, "random", gen)
+    if where in ("rows", "both"):
+        a[::3] = 0.0
+    if where in ("columns", "both"):
+        b[1::4] = 0.0
+    if where == "all but one row":
+        a = torch.zeros(n, dtype=F64)
+        a[17] = 1.0
+    a, b = a / a.sum(), b / b.sum()
+    M = cdist(torch.rand(n, 2, dtype=F64, generator=gen), torch.rand(m, 2, dtype=F64, generator=gen), 2.0)
+    _, log = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(highs_cost(a, b, M), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-150, 1e150, 1e280, 1e295])
+def test_complete_extreme_magnitudes(scale):
+    # 1e295 is above the vectorised search's bound on the costs (its folded keys need |score| far
+    # below 1e300), so it checks the general search that takes over there.
+    a, b, M = points_problem(40, 40, seed=9)
+    _, ref = solve(a, b, M)
+    _, log = solve(a, b, M * scale)
+    assert float(log["cost"]) == pytest.approx(float(ref["cost"]) * scale, rel=1e-12)
+
+
+def test_complete_tiny_and_huge_weights(pot):
+    # (POT as the oracle: masses 1e-15 of the total are below HiGHS's feasibility tolerance.)
+    gen = torch.Generator().manual_seed(11)
+    n, m = 33, 29
+    a, b = weights(n, "random", gen), weights(m, "random", gen)
+    a[::5] *= 1e-9  # masses a few orders above the start's crumb
+    b[::3] *= 1e6
+    a, b = a / a.sum(), b / b.sum()
+    M = cdist(torch.rand(n, 2, dtype=F64, generator=gen), torch.rand(m, 2, dtype=F64, generator=gen), 2.0)
+    _, log = solve(a, b, M)
+    assert float(log["cost"]) == pytest.approx(pot_cost(pot, a, b, M), rel=1e-9, abs=1e-15)
+
+
+def test_complete_non_contiguous_inputs(pot):
+    a, b, M = points_problem(70, 60, seed=4)
+    big = torch.zeros(140, 60, dtype=F64)
+    big[::2] = M
+    wa = torch.zeros(140, dtype=F64)
+    wa[::2] = a
+    Mt = M.t().contiguous().t()  # the same values, column-major
+    assert not Mt.is_contiguous()
+    expected = pot_cost(pot, a, b, M)
+    for A, B, C in ((a, b, Mt), (wa[::2], b, big[::2]), (a, torch.flip(torch.flip(b, [0]), [0]), M)):
+        _, log = solve(A, B, C)
+        assert float(log["cost"]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_complete_warm_start_matches_cold(pot):
+    # potentials_init shifts the complete arcs' costs (NOTE: [Warm start]); same optimum.
+    a, b, M = points_problem(48, 56, seed=5)
+    _, cold = solve(a, b, M)
+    M2 = M * (1 + 0.05 * torch.rand(M.shape, dtype=F64, generator=torch.Generator().manual_seed(1)))
+    _, warm = solve(a, b, M2, potentials_init=(cold["u"], cold["v"]))
+    assert float(warm["cost"]) == pytest.approx(pot_cost(pot, a, b, M2), rel=1e-9)

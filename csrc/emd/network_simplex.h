@@ -130,7 +130,21 @@ class TransportSimplex {
     for (double& x : pi_) x -= shift;
     for (int32_t& l : level_) l -= lshift;
   }
-  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
+  // NOTE: [Complete pricing]
+  // A complete problem (every (row, column) pair an arc, transport.cpp) gets its arcs in one
+  // block, row-major: real arc r * m + l is row r -> column l. add_complete_arcs() appends them
+  // (flow 0) to a simplex that has no real arcs yet and returns where their n * m costs go, for
+  // the caller to fill. use_complete_pricing() then switches the entering search to
+  // find_entering_complete, which scans whole rows with a vectorised loop over the columns:
+  // a row's costs and in-tree flags and the columns' potentials and levels (nodes n .. n + m - 1)
+  // are contiguous, so no per-arc endpoint lookups or branches remain. It folds the level test
+  // into the score (a level difference of d adds d * kBigScore, a tree arc 2 * kBigScore), which
+  // orders arcs like find_entering only while every |score| stays far below kBigScore: hence the
+  // bound on the costs (potentials are sums of at most n + m of them); above it, the general
+  // search stays.
+  double* add_complete_arcs();
+  void use_complete_pricing(double max_abs_cost);
+  // Artificial arc of node u  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
   double artificial_flow_of(int32_t u) const { return flow_[u]; }
   // Flow still routed through the root (zero for a solved, balanced problem; rounding aside).
   double artificial_flow() const;
@@ -139,6 +153,7 @@ class TransportSimplex {
   void build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
                     std::vector<int64_t>& bad);
   int64_t find_entering();
+  int64_t find_entering_complete();  // NOTE: [Complete pricing]
   bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
   // The steps of a pivot (network_simplex.cpp).
   int32_t find_join(int32_t p, int32_t q) const;
@@ -162,6 +177,11 @@ class TransportSimplex {
   int64_t next_arc_;
   int64_t since_refresh_ = 0;
   std::vector<int32_t> dirty_;  // scratch for update_tree(): nodes whose thread successor changed
+  // NOTE: [Complete pricing]: the flag, rows per block, the next row to scan and one row's keys.
+  bool complete_ = false;
+  int32_t block_rows_ = 1;
+  int32_t next_row_ = 0;
+  std::vector<double> row_key_;
 };
 
 }  // namespace pygan::emd

@@ -293,16 +293,31 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     simplex.add_arc(r, l, shifted ? c - shift_r[r] - shift_c[l] : c);
   };
   if (complete) {
-    simplex.reserve(int64_t(na) * ma);
+    // Every pair, row by row (NOTE: [Complete pricing] in network_simplex.h); the costs' largest
+    // magnitude (after the warm start's shift) decides whether the vectorised search may run.
+    double* arc_cost = simplex.add_complete_arcs();
+    std::vector<double> buffer(costs.matrix ? 0 : m);
+    double arc_max = 0.0;
     for (int32_t r = 0; r < na; ++r) {
-      const int32_t i = act.rows[r];
-      for (int32_t l = 0; l < ma; ++l) add_arc(r, l, cost_rows.at(i, act.cols[l]));
+      const double* c = cost_rows.row(act.rows[r], buffer.data());
+      double* out = arc_cost + int64_t(r) * ma;
+      if (all_cols) std::copy_n(c, ma, out);
+      else for (int32_t l = 0; l < ma; ++l) out[l] = c[act.cols[l]];
+      if (shifted) {
+        const double sr = shift_r[r];
+        for (int32_t l = 0; l < ma; ++l) out[l] = out[l] - sr - shift_c[l];
+      }
+      double row_max = 0.0;
+#pragma omp simd reduction(max : row_max)
+      for (int32_t l = 0; l < ma; ++l) row_max = std::max(row_max, std::fabs(out[l]));
+      arc_max = std::max(arc_max, row_max);
     }
     if (options.feasible_start) {  // NOTE: [Complete start] (complete_start.cpp)
       std::vector<int64_t> basis;
       complete_start_basis(na, ma, simplex.real_costs(), supply, demand, 1e-12 * sum_a, basis);
       if (!basis.empty()) simplex.start_from_forest(basis);
     }
+    simplex.use_complete_pricing(arc_max);
   } else {
     // Each row's columns, flat (row r's at [start[r], start[r + 1])): its own k, then those of the
     // columns that chose it; sorted and deduplicated per row.
