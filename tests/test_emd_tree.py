@@ -5,7 +5,8 @@ compiled with ``-DPYGAN_EMD_CHECK_TREE``: after each pivot the tree's parent/pre
 /last-successor arrays are rebuilt from scratch and compared, and a broken invariant aborts the
 driver (a non-zero exit here). Each problem's optimal cost is compared with an independent LP solve
 (scipy's HiGHS), from both starts (big-M tree and greedy forest) and with arcs arriving in two
-batches (the resume path of the pricing rounds).
+batches (the resume path of the pricing rounds), and with every arc in one block priced by the
+complete problem's row-wise search.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def problems(draw):
 def test_tree_invariants_and_cost_against_linprog(driver, problem):
     a, b, M = problem
     want = lp_cost(a, b, M)
-    results = solve(driver, [(a, b, M, start, split) for start in (0, 1) for split in (0, 1)])
+    results = solve(driver, [(a, b, M, start, split) for start in (0, 1) for split in (0, 1, 2)])
     for status, cost, _ in results:
         assert status == 1  # optimal
         assert cost == pytest.approx(want, rel=1e-9, abs=1e-12 * float(np.abs(M).max()))
@@ -106,10 +107,10 @@ def test_tree_on_larger_problems(driver):
         M = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
         a, b = rng.uniform(0.1, 1, n), rng.uniform(0.1, 1, m)
         probs.append((a / a.sum(), b / b.sum(), M))
-    got = solve(driver, [(a, b, M, start, split) for a, b, M in probs for start in (0, 1) for split in (0, 1)])
+    got = solve(driver, [(a, b, M, start, split) for a, b, M in probs for start in (0, 1) for split in (0, 1, 2)])
     for t, (a, b, M) in enumerate(probs):
         want = lp_cost(a, b, M)
-        for status, cost, pivots in got[4 * t:4 * t + 4]:
+        for status, cost, pivots in got[6 * t:6 * t + 6]:
             assert status == 1
             assert cost == pytest.approx(want, rel=1e-9)
             assert pivots > 0 or min(M.shape) == 1

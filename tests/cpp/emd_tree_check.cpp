@@ -6,9 +6,12 @@
 // start 1 builds the first basis from a greedy plan over the first arcs (completed by a north-west
 // corner over added arcs where those cannot carry all the mass; start_from_forest), 0 keeps the
 // big-M tree;
-// split 1 gives the simplex the even-numbered arcs first, solves, then adds the rest and resumes.
+// split 1 gives the simplex the even-numbered arcs first, solves, then adds the rest and resumes;
+// split 2 adds every arc in one block (add_complete_arcs) and prices with the complete problem's
+// row-wise search (use_complete_pricing), as the solver does for small problems.
 // stdout per problem: "status cost pivots" (status as emd::Status's integer).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <vector>
@@ -27,9 +30,10 @@ int main() {
     TransportSimplex simplex(n, m, a.data(), b.data());
     std::vector<int64_t> order(size_t(n) * m);
     std::iota(order.begin(), order.end(), 0);
-    if (split) std::stable_partition(order.begin(), order.end(), [](int64_t k) { return k % 2 == 0; });
-    const size_t first = split ? (order.size() + 1) / 2 : order.size();
-    for (size_t t = 0; t < first; ++t) simplex.add_arc(int32_t(order[t] / m), int32_t(order[t] % m), c[order[t]]);
+    if (split == 1) std::stable_partition(order.begin(), order.end(), [](int64_t k) { return k % 2 == 0; });
+    const size_t first = split == 1 ? (order.size() + 1) / 2 : order.size();
+    if (split == 2) std::copy(c.begin(), c.end(), simplex.add_complete_arcs());
+    else for (size_t t = 0; t < first; ++t) simplex.add_arc(int32_t(order[t] / m), int32_t(order[t] % m), c[order[t]]);
     if (start) {
       // Greedy by cost over the first arcs: every step empties a row or a column (a forest).
       std::vector<int64_t> by_cost(first), basis;
@@ -57,9 +61,14 @@ int main() {
       }
       simplex.start_from_forest(basis);
     }
+    if (split == 2) {
+      double largest = 0.0;
+      for (const double x : c) largest = std::max(largest, std::fabs(x));
+      simplex.use_complete_pricing(largest);
+    }
     int64_t pivots = 0;
     auto status = simplex.run(-1, pivots);
-    if (split) {
+    if (split == 1) {
       for (size_t t = first; t < order.size(); ++t)
         simplex.add_arc(int32_t(order[t] / m), int32_t(order[t] % m), c[order[t]]);
       status = simplex.run(-1, pivots);
