@@ -144,7 +144,7 @@ class TransportSimplex {
   // search stays.
   double* add_complete_arcs();
   void use_complete_pricing(double max_abs_cost);
-  // Artificial arc of node u  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
+  // Artificial arc of node u (row u or column u - n) and the flow it still carries.
   double artificial_flow_of(int32_t u) const { return flow_[u]; }
   // Flow still routed through the root (zero for a solved, balanced problem; rounding aside).
   double artificial_flow() const;
