@@ -82,15 +82,6 @@ EmdResult pack(std::vector<emd::Solution>& sols, int64_t n, int64_t m) {
   return r;
 }
 
-// Asks for the first 32 KiB of a problem's costs (a whole 64 x 64 problem) to be brought into
-// cache while the previous problem is being solved; the rest streams in behind the solver's first
-// pass in order, which the hardware prefetcher follows by itself.
-void prefetch_costs(const double* costs, int64_t count) {
-  constexpr int64_t kLine = 64 / sizeof(double), kMost = 32768 / sizeof(double);
-  const int64_t end = std::min(count, kMost);
-  for (int64_t k = 0; k < end; k += kLine) __builtin_prefetch(costs + k, 0, 2);
-}
-
 emd::Options make_options(int64_t max_iter) {
   emd::Options options;
   options.max_iter = max_iter;
@@ -135,22 +126,18 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
   } else {
     // Many problems, each solved serially on one thread. The threads take problems one at a time
     // from a shared counter rather than in fixed chunks: problems differ in cost (augmenting paths,
-    // pivots), and with chunks the thread that drew the expensive ones finishes last. With many
-    // problems per thread a thread claims its next problem before solving the current one and
-    // prefetches the start of its costs, which the solve then reads from cache instead of memory
-    // (with few, claiming ahead could leave a thread idle). Scratch (the assignment solver's
-    // workspace) is per thread and reused across its problems.
+    // pivots), and with chunks the thread that drew the expensive ones (or that the OS
+    // descheduled) finishes last while the other waits. Scratch (the assignment solver's
+    // workspace) is per thread and reused across its problems. (Prefetching the next problem's
+    // costs while solving one measured no gain: they are in cache already, or streamed in order.)
     std::exception_ptr error;
     std::mutex error_mutex;
     std::atomic<int64_t> next{0};
     const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
-    const int64_t block = n * m;
-    const bool ahead = B >= 8 * workers;
     at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-      int64_t p = next.fetch_add(1, std::memory_order_relaxed);
-      while (p < B) {
-        const int64_t q = ahead ? next.fetch_add(1, std::memory_order_relaxed) : B;
-        if (q < B) prefetch_costs(pm + q * m_stride, block);
+      // Whatever sub-range this call got, it takes problems until none is left.
+      for (int64_t p = next.fetch_add(1, std::memory_order_relaxed); p < B;
+           p = next.fetch_add(1, std::memory_order_relaxed)) {
         try {
           emd::Costs costs;
           costs.matrix = pm + p * m_stride;
@@ -159,7 +146,6 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
           std::lock_guard<std::mutex> guard(error_mutex);
           if (!error) error = std::current_exception();
         }
-        p = ahead ? q : next.fetch_add(1, std::memory_order_relaxed);
       }
     });
     if (error) std::rethrow_exception(error);
