@@ -7,9 +7,12 @@
 // augmenting path with no degenerate steps, where the network simplex from the big-M tree spends
 // ~5 pivots per node, most of them degenerate (n - 1 of the 2n - 1 basic arcs of an assignment
 // carry no flow). Start: Jonker-Volgenant's column reduction (v_j = min_i C_ij, each column's
-// cheapest row assigned when it is still free), then one augmenting path per free row by
-// Crouse's dense Dijkstra (as scipy's linear_sum_assignment). Workspace is per thread and reused,
-// so a batch of small problems allocates only its results.
+// cheapest row assigned when it is still free) and one pass of their augmenting row reduction
+// (at most n / 2 steps), then one augmenting path per row still free by Crouse's dense Dijkstra
+// (as scipy's linear_sum_assignment). Every pass over a row (column reduction, the row
+// reduction's smallest and second-smallest reduced cost, the Dijkstra step) is branch-free in
+// vector registers, lanes merged without branches. Workspace is per thread and reused, so a
+// batch of small problems allocates only its results.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -27,7 +30,7 @@ namespace {
 struct Workspace {
   std::vector<double> cost, u, v, shortest, open, free_inf;
   std::vector<int64_t> path;  // int64: the same width as a double, for the vector scan
-  std::vector<int32_t> col4row, row4col, visited_rows, visited_cols;
+  std::vector<int32_t> col4row, row4col, closed, free_rows;
   void resize(int64_t n, bool copy_costs) {  // no allocation once a problem this size was solved
     if (copy_costs) cost.resize(size_t(n) * n);
     u.assign(n, 0.0);
@@ -38,10 +41,9 @@ struct Workspace {
     row4col.assign(n, -1);
     open.resize(n);
     free_inf.resize(n);
-    visited_rows.clear();
-    visited_rows.reserve(n);
-    visited_cols.clear();
-    visited_cols.reserve(n);
+    closed.resize(n);
+    free_rows.clear();
+    free_rows.reserve(n);
   }
 };
 
@@ -153,19 +155,20 @@ bool augment(int64_t n, const double* C, int32_t start, Workspace& w) {
   double* v = w.v.data();
   double* shortest = w.shortest.data();
   double* open = w.open.data();
+  double* free_inf = w.free_inf.data();
   int64_t* path = w.path.data();
-  const int32_t* row4col = w.row4col.data();
+  int32_t* row4col = w.row4col.data();
+  int32_t* col4row = w.col4row.data();
+  int32_t* closed = w.closed.data();  // the columns closed on this path, in order (raw: no push_back)
   std::fill_n(open, n, kInf);
-  w.visited_rows.clear();
-  w.visited_cols.clear();
+  int64_t count = 0;
   double min_val = 0.0;
   int32_t i = start, sink = -1;
   while (sink < 0) {
-    w.visited_rows.push_back(i);
     int64_t arg, free_arg;
     double free_low;
-    const double lowest = scan_row(n, C + size_t(i) * n, v, w.free_inf.data(), min_val - u[i], open, path, i, arg,
-                                   free_low, free_arg);
+    const double lowest =
+        scan_row(n, C + size_t(i) * n, v, free_inf, min_val - u[i], open, path, i, arg, free_low, free_arg);
     if (!(lowest < kInf)) return false;
     // Among equally short columns prefer a free one: the path ends there (many ties: integer
     // costs, repeated points; and the augmenting row reduction leaves its rows two tight columns).
@@ -173,21 +176,24 @@ bool augment(int64_t n, const double* C, int32_t start, Workspace& w) {
     min_val = lowest;
     shortest[j] = lowest;
     open[j] = std::numeric_limits<double>::quiet_NaN();  // closed
-    w.visited_cols.push_back(j);
     if (row4col[j] < 0) sink = j;
-    else i = row4col[j];
+    else closed[count++] = j, i = row4col[j];
   }
-  w.free_inf[sink] = kInf;  // matched from now on
-  // Duals: the start row by min_val, every other visited row and every reached column by how much
-  // shorter than min_val its path was, so the tree's arcs stay tight.
+  free_inf[sink] = kInf;  // matched from now on
+  // Duals: the start row by min_val, every other visited row (the row of a closed matched
+  // column) and every closed column by how much shorter than min_val its path was, so the tree's
+  // arcs stay tight.
   u[start] += min_val;
-  for (const int32_t r : w.visited_rows)
-    if (r != start) u[r] += min_val - shortest[w.col4row[r]];
-  for (const int32_t j : w.visited_cols) v[j] -= min_val - shortest[j];
+  for (int64_t k = 0; k < count; ++k) {
+    const int32_t j = closed[k];
+    const double slack = min_val - shortest[j];
+    u[row4col[j]] += slack;
+    v[j] -= slack;
+  }
   for (int32_t j = sink;;) {
     const int32_t r = int32_t(path[j]);
-    w.row4col[j] = r;
-    std::swap(w.col4row[r], j);
+    row4col[j] = r;
+    std::swap(col4row[r], j);
     if (r == start) break;
   }
   return true;
@@ -276,7 +282,7 @@ Top2 top2(int64_t n, const double* c, const double* v) {
 // everywhere, tight on the assignment.
 void reduce_rows(int64_t n, const double* C, Workspace& w) {
   double* v = w.v.data();
-  std::vector<int32_t>& free = w.visited_rows;  // scratch here
+  std::vector<int32_t>& free = w.free_rows;
   const double inf = std::numeric_limits<double>::infinity();
   free.clear();
   for (int64_t i = 0; i < n; ++i)
