@@ -124,11 +124,20 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
     costs.matrix = pm;
     sols[0] = emd::solve(n, m, pa, pb, costs, options);
   } else {
-    // Many problems: one per thread at a time, each solved serially.
+    // Many problems, each solved serially on one thread. The threads take problems one at a time
+    // from a shared counter rather than in fixed chunks: problems differ in cost (augmenting paths,
+    // pivots), and with chunks the thread that drew the expensive ones (or that the OS
+    // descheduled) finishes last while the other waits. Scratch (the assignment solver's
+    // workspace) is per thread and reused across its problems. (Prefetching the next problem's
+    // costs while solving one measured no gain: they are in cache already, or streamed in order.)
     std::exception_ptr error;
     std::mutex error_mutex;
-    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t p = lo; p < hi; ++p) {
+    std::atomic<int64_t> next{0};
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+      // Whatever sub-range this call got, it takes problems until none is left.
+      for (int64_t p = next.fetch_add(1, std::memory_order_relaxed); p < B;
+           p = next.fetch_add(1, std::memory_order_relaxed)) {
         try {
           emd::Costs costs;
           costs.matrix = pm + p * m_stride;
