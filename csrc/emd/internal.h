@@ -30,6 +30,8 @@ void subsampled_column_duals(int64_t m, const Costs& costs, const CostRows& cost
 // NOTE: [Certificate] (certificate.cpp): measures the plan's marginals, dual feasibility on every
 // pair and the duality gap of `sol` (plan, duals u/v, cost already filled in), stores them in
 // sol and returns whether each is within the rounding float64 allows. abs_cost = sum plan * |C|.
+// A zero-mass row may come with u_i = +inf: the certificate's pass over its costs then sets u_i to
+// the row's c-transform (emd::solve leaves those rows to it).
 bool certify(int64_t n, int64_t m, const double* a, const double* b_scaled, double sum_a, double abs_cost,
              const CostRows& cost_rows, bool matrix, const ParallelFor& parallel_for, int64_t grain,
              Solution& sol);
