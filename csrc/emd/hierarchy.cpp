@@ -267,47 +267,10 @@ void SpatialStart::price_local(const TransportSimplex& simplex, const std::vecto
       const double* x = costs_.x + int64_t(act.rows[r]) * d;
       score.resize(size_t(t1 - t0));
       double* sc = score.data();
-      double lowest = 0.0, highest = 0.0;
       // Gathered by column index: a unit-stride loop over the neighbourhood list.
-      if (d == 2) {
-        const double x0 = x[0], x1 = x[1];
-        const double* y0 = cxy;
-        const double* y1 = cxy + ma;
-#pragma omp simd reduction(min : lowest) reduction(max : highest)
-        for (int32_t t = t0; t < t1; ++t) {
-          const int32_t l = near[t];
-          const double d0 = x0 - y0[l], d1 = x1 - y1[l];
-          const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
-          highest = std::max(highest, c);
-          sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
-          lowest = std::min(lowest, sc[t - t0]);
-        }
-      } else {
-        for (int32_t t = t0; t < t1; ++t) sc[t - t0] = 0.0;
-        for (int64_t k = 0; k < d; ++k) {
-          const double xk = x[k];
-          const double* yk = cxy + k * ma;
-#pragma omp simd
-          for (int32_t t = t0; t < t1; ++t) sc[t - t0] += (xk - yk[near[t]]) * (xk - yk[near[t]]);
-        }
-#pragma omp simd reduction(min : lowest) reduction(max : highest)
-        for (int32_t t = t0; t < t1; ++t) {
-          const int32_t l = near[t];
-          const double c = cost_from_square<kMetric>(sc[t - t0], p);
-          highest = std::max(highest, c);
-          sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
-          lowest = std::min(lowest, sc[t - t0]);
-        }
-      }
-      if (!(highest < std::numeric_limits<double>::infinity())) {
-        // Squared distances that overflow (coordinates above ~1e154): CostRows' scaled formula.
-        lowest = 0.0;
-        for (int32_t t = t0; t < t1; ++t) {
-          const int32_t l = near[t];
-          sc[t - t0] = violation_score(cost_rows.at(act.rows[r], act.cols[l]), pr, cpi[l], lr - clv[l]);
-          lowest = std::min(lowest, sc[t - t0]);
-        }
-      }
+      const double lowest = score_pairs<kMetric>(
+          x, d, p, cxy, ma, cpi, clv, pr, lr, t0, t1, [near](int32_t t) { return near[t]; },
+          [&](int32_t t) { return cost_rows.at(act.rows[r], act.cols[near[t]]); }, sc);
       SmallestK worst{key_.data() + r * add_per_row, idx_.data() + r * add_per_row, int32_t(add_per_row)};
       if (lowest < 0)
         for (int32_t t = t0; t < t1; ++t)

@@ -2,13 +2,70 @@
 // its local pricing.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "emd/internal.h"
 
 namespace pygan::emd {
+
+// Scores one row's pairs for a pricing pass over columns given as points: for t in [t0, t1), the
+// pair (row point x, column at array index index(t)) gets sc[t - t0] = violation_score of its cost
+// (the metric on the squared distance, from the structure-of-arrays coordinates cxy: coordinate k
+// of array index l at cxy[k * stride + l]) against the row's reduced potential pr and level lr and
+// the column's cpi / clv at the same index. index is the identity for a pass over a contiguous run
+// (BoundedPricing, whose arrays are in block order) or a gather (the local rounds' neighbourhood
+// list). Where a squared distance overflows (coordinates above ~1e154) while the cost may not, the
+// pairs are scored again with exact_cost(t) (CostRows' scaled formula). Returns the lowest score
+// (0 when nothing violates): callers then push the negative ones. sc holds t1 - t0 values.
+template <Metric kMetric, class Index, class ExactCost>
+inline double score_pairs(const double* x, int64_t d, double p, const double* cxy, int64_t stride,
+                          const double* cpi, const int32_t* clv, double pr, int32_t lr, int32_t t0,
+                          int32_t t1, Index index, ExactCost exact_cost, double* sc) {
+  double lowest = 0.0, highest = 0.0;
+  if (d == 2) {
+    const double x0 = x[0], x1 = x[1];
+    const double* y0 = cxy;
+    const double* y1 = cxy + stride;
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+    for (int32_t t = t0; t < t1; ++t) {
+      const int32_t l = index(t);
+      const double d0 = x0 - y0[l], d1 = x1 - y1[l];
+      const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
+      highest = std::max(highest, c);
+      sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
+      lowest = std::min(lowest, sc[t - t0]);
+    }
+  } else {
+    for (int32_t t = t0; t < t1; ++t) sc[t - t0] = 0.0;
+    for (int64_t k = 0; k < d; ++k) {
+      const double xk = x[k];
+      const double* yk = cxy + k * stride;
+#pragma omp simd
+      for (int32_t t = t0; t < t1; ++t) sc[t - t0] += (xk - yk[index(t)]) * (xk - yk[index(t)]);
+    }
+#pragma omp simd reduction(min : lowest) reduction(max : highest)
+    for (int32_t t = t0; t < t1; ++t) {
+      const int32_t l = index(t);
+      const double c = cost_from_square<kMetric>(sc[t - t0], p);
+      highest = std::max(highest, c);
+      sc[t - t0] = violation_score(c, pr, cpi[l], lr - clv[l]);
+      lowest = std::min(lowest, sc[t - t0]);
+    }
+  }
+  if (!(highest < std::numeric_limits<double>::infinity())) {
+    lowest = 0.0;
+    for (int32_t t = t0; t < t1; ++t) {
+      const int32_t l = index(t);
+      sc[t - t0] = violation_score(exact_cost(t), pr, cpi[l], lr - clv[l]);
+      lowest = std::min(lowest, sc[t - t0]);
+    }
+  }
+  return lowest;
+}
 
 // NOTE: [Bounded pricing] (shielded_pricing.cpp): a full pricing round for costs given as points
 // that skips the blocks of pairs a distance bound proves non-violating; the same arcs as

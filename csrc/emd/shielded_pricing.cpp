@@ -170,46 +170,9 @@ int64_t BoundedPricing::price(const TransportSimplex& simplex, const std::vector
           q = q1;
           priced[b] += s1 - s0;
           double* sc = score.data();
-          double lowest = 0.0, highest = 0.0;
-          if (d == 2) {
-            const double x0 = x[0], x1 = x[1];
-            const double* y0 = cxy;
-            const double* y1 = cxy + ma;
-#pragma omp simd reduction(min : lowest) reduction(max : highest)
-            for (int32_t s = s0; s < s1; ++s) {
-              const double d0 = x0 - y0[s], d1 = x1 - y1[s];
-              const double c = cost_from_square<kMetric>(d0 * d0 + d1 * d1, p);
-              highest = std::max(highest, c);
-              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
-              lowest = std::min(lowest, sc[s - s0]);
-            }
-          } else {
-            for (int32_t s = s0; s < s1; ++s) sc[s - s0] = 0.0;
-            for (int64_t k = 0; k < d; ++k) {
-              const double xk = x[k];
-              const double* yk = cxy + k * ma;
-#pragma omp simd
-              for (int32_t s = s0; s < s1; ++s) sc[s - s0] += (xk - yk[s]) * (xk - yk[s]);
-            }
-#pragma omp simd reduction(min : lowest) reduction(max : highest)
-            for (int32_t s = s0; s < s1; ++s) {
-              const double c = cost_from_square<kMetric>(sc[s - s0], p);
-              highest = std::max(highest, c);
-              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
-              lowest = std::min(lowest, sc[s - s0]);
-            }
-          }
-          if (!(highest < std::numeric_limits<double>::infinity())) {
-            // A squared distance overflowed (coordinates above ~1e154) where the cost may not:
-            // those pairs with CostRows' scaled formula (rare; the bound keeps most far).
-            lowest = 0.0;
-            for (int32_t s = s0; s < s1; ++s) {
-              const int32_t l = col_order_[s];
-              const double c = cost_rows.at(act.rows[r], act.cols[l]);
-              sc[s - s0] = violation_score(c, pr, cpi[s], lr - clv[s]);
-              lowest = std::min(lowest, sc[s - s0]);
-            }
-          }
+          const double lowest = score_pairs<kMetric>(
+              x, d, p, cxy, ma, cpi, clv, pr, lr, s0, s1, [](int32_t s) { return s; },
+              [&](int32_t s) { return cost_rows.at(act.rows[r], act.cols[col_order_[s]]); }, sc);
           if (lowest < 0)
             for (int32_t s = s0; s < s1; ++s)
               if (sc[s - s0] < 0) heap.push(sc[s - s0], col_order_[s]);
