@@ -8,8 +8,9 @@ white noise smoothed by a Gaussian of 1/64, 1/16 and 1/4 of the side, shifted po
 exponential (log-GRF) and the logistic (logit-GRF) of a moderate field; mixtures of 2-D Cauchy
 densities; and random filled rectangles and discs on an empty (zero) background. Each image is
 normalised to total 1; the cost is the squared Euclidean distance between pixel centres on the unit
-square. R = 128 (n = 16384) is in ``DOTMARK_LARGE``: a dense M is 2.1 GB there, so it only runs when
-asked for (``PYGAN_BENCH_DOTMARK_128=1``).
+square. R = 128 (n = 16384, ``DOTMARK_LARGE``; full runs only) runs through ``emd2_points`` on the
+pixel centres alone: a dense M would be 2.1 GB and POT's call takes minutes there. Its rows record
+the call's peak resident memory growth (``peak_rss_growth_bytes``) beside the time.
 
 **small** (``single 64x64``, ``single 128x128``, and the same with ``random weights``): one problem
 of uniform points in the unit square, Euclidean costs, uniform or random positive weights, through
@@ -23,7 +24,6 @@ rows come on 1 and 2 threads (``numThreads``); each case records the pivots of p
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -124,10 +124,7 @@ def _threads_candidates(emd, case: str, a: np.ndarray, b: np.ndarray, M: np.ndar
 
 def part_dotmark(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
     cases = []
-    sizes = list(DOTMARK_RES[quick])
-    if not quick and os.environ.get("PYGAN_BENCH_DOTMARK_128") == "1":
-        sizes.append(DOTMARK_LARGE)
-    for res in sizes:
+    for res in DOTMARK_RES[quick]:
         M = grid_cost(res)
         for k, kind in enumerate(DOTMARK_CLASSES[quick]):
             a = dotmark_image(kind, res, SEED + 100 * k + res)
@@ -151,17 +148,31 @@ def pixel_centres(res: int) -> np.ndarray:
     return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
 
 
+def peak_rss_growth(call) -> tuple[int | None, str]:
+    """The peak resident memory growth of ``call()`` in this process, in bytes, and how it was
+    measured (VmHWM reset just before the call, as bench/_points_memory.py does; None where /proc
+    is missing)."""
+    from ._points_memory import reset_peak, status
+
+    rss0 = status("VmRSS")
+    if not reset_peak(rss0):
+        call()
+        return None, "not measured (no /proc/self/clear_refs)"
+    call()
+    hwm = status("VmHWM")
+    return (None if hwm is None else hwm - rss0), "VmHWM after - VmRSS before (peak reset via /proc/self/clear_refs)"
+
+
 def part_dotmark_points(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
     """The DOTmark pairs through ``pygan.ot.emd2_points(centres, centres, a, b, "sqeuclidean")`` (no
     n x n matrix; 1 thread) beside POT's dense ``ot.emd2`` on grid_cost (up to 64 x 64; 128 x 128
-    alone, when PYGAN_BENCH_DOTMARK_128=1). Every row's certificate is checked before timing: on
-    the dense matrix where one is built, else the solver's own (measured on every pair)."""
+    alone, in full runs, with the call's peak memory growth). Every row's certificate is checked
+    before timing: on the dense matrix where one is built, else the solver's own (measured on every
+    pair)."""
     import pygan.ot
 
     cases = []
-    sizes = list(DOTMARK_RES[quick])
-    if not quick and os.environ.get("PYGAN_BENCH_DOTMARK_128") == "1":
-        sizes.append(DOTMARK_LARGE)
+    sizes = list(DOTMARK_RES[quick]) + ([] if quick else [DOTMARK_LARGE])
     for res in sizes:
         centres = pixel_centres(res)
         tc = torch.from_numpy(centres)
@@ -197,6 +208,10 @@ def part_dotmark_points(emd, device: str, quick: bool, ot: Any, why_ot: str | No
                 emd.H.check_close(f"{name}: log=True cost vs the timed call", emd._scalar(st["out"]),
                                   emd._scalar(cost), emd.EMD_RTOL, 0.0)
                 info["pivots"] = log["iterations"]
+                if M is None:  # no dense matrix: the memory is the claim (O(n k), not O(n m))
+                    with emd._threads(1):
+                        info["peak_rss_growth_bytes"], info["memory_method"] = peak_rss_growth(
+                            lambda: pygan.ot.emd2_points(tc, tc, ta, tb, metric="sqeuclidean"))
 
             rows = [emd.Candidate("pygan.ot.emd2_points (1 thread)", "pygan", setup, run, result, verify=verify)]
             skipped = []

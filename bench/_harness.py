@@ -315,7 +315,11 @@ def ratio(cases: dict[str, dict], case: str, num: str, den: str) -> float | None
 
 def target(name: str, value: float | None, op: str, threshold: float) -> dict:
     """One target's outcome: ``met`` is None when the case was not run (skipped)."""
-    met = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+    compare = {"<": lambda v: v < threshold, "<=": lambda v: v <= threshold,
+               ">=": lambda v: v >= threshold, ">": lambda v: v > threshold}
+    if op not in compare:
+        raise ValueError(f"op: expected one of {sorted(compare)}, got {op!r}")
+    met = None if value is None else compare[op](value)
     return {"target": name, "value": value, "op": op, "threshold": threshold, "met": met}
 
 

@@ -42,3 +42,24 @@ def test_grid_cost():
     M = fam.grid_cost(3)
     assert M.shape == (9, 9) and np.allclose(M, M.T) and (np.diag(M) == 0).all()
     assert M[0, 8] == pytest.approx(2 * (2 / 3) ** 2)
+
+
+def test_peak_rss_growth_sees_an_allocation():
+    import torch
+
+    growth, method = fam.peak_rss_growth(lambda: torch.ones(64 << 17, dtype=torch.float64).sum())  # 64 MiB
+    if growth is None:
+        pytest.skip(method)
+    assert growth >= 60 << 20 and "VmHWM" in method
+
+
+def test_targets_compare_with_their_operator():
+    try:
+        from pygan.bench import _harness as H
+    except ImportError:
+        from bench import _harness as H
+    assert H.target("t", 0.5, "<", 1.0)["met"] is True and H.target("t", 1.0, "<", 1.0)["met"] is False
+    assert H.target("t", 1.0, "<=", 1.0)["met"] is True and H.target("t", 1.0, ">", 1.0)["met"] is False
+    assert H.target("t", 2.0, ">=", 2.0)["met"] is True and H.target("t", None, ">=", 2.0)["met"] is None
+    with pytest.raises(ValueError, match="op"):
+        H.target("t", 1.0, "==", 1.0)
