@@ -15,6 +15,7 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   cost_.resize(N);
   flow_.resize(N);
   in_tree_.assign(N, 1);
+  big_in_tree_ = m;  // every column hangs off the root by its big-M arc
   parent_.assign(N + 1, root_);
   pred_.resize(N + 1);
   succ_num_.assign(N + 1, 1);
@@ -69,7 +70,10 @@ void TransportSimplex::start_from_forest(const std::vector<int64_t>& given) {
                                [&](int64_t k) { return std::binary_search(bad.begin(), bad.end(), k); }),
                 basis.end());
   }
-  refresh_potentials();
+  refresh_potentials();  // also recounts the big-M arcs in the new tree
+#ifdef PYGAN_EMD_CHECK_TREE
+  check_tree();
+#endif
 }
 
 void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
@@ -161,12 +165,11 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
   rev_thread_[root_] = last;
   succ_num_[root_] = N + 1;
   last_succ_[root_] = last;
-#ifdef PYGAN_EMD_CHECK_TREE
-  check_tree();
-#endif
 }
 
 void TransportSimplex::refresh_potentials() {
+  big_in_tree_ = 0;
+  for (int32_t u = n_; u < nodes_; ++u) big_in_tree_ += in_tree_[u];
   // Preorder from the root: a parent's potential is always final before its children's.
   pi_[root_] = 0.0;
   level_[root_] = 0;
@@ -194,6 +197,14 @@ double TransportSimplex::artificial_flow() const {
 // and take the most violating arc of the first block that has one.
 int64_t TransportSimplex::find_entering() {
   if (complete_) return find_entering_complete();
+  // With no big-M arc left in the tree every node has the same level, so the level test can
+  // never reject an arc: the scan skips its two lookups per arc (2-D clouds, 20000 x 20000 on 2
+  // threads: 18.5 to 16.8 s, the same 713513 pivots).
+  return big_in_tree_ > 0 ? find_entering_scan<true>() : find_entering_scan<false>();
+}
+
+template <bool kLevels>
+int64_t TransportSimplex::find_entering_scan() {
   const int64_t first = nodes_, end = static_cast<int64_t>(src_.size());
   const int64_t count = end - first;
   if (count <= 0) return -1;
@@ -211,8 +222,11 @@ int64_t TransportSimplex::find_entering() {
     const int64_t len = std::min({block - in_block, end - e, count - scanned});
     for (int64_t k = e; k < e + len; ++k) {
       const int32_t sk = src_[k], tk = tgt_[k];
-      const int32_t l = lv[sk] - lv[tk];
-      if (l > best_level) continue;
+      int32_t l = 0;
+      if constexpr (kLevels) {
+        l = lv[sk] - lv[tk];
+        if (l > best_level) continue;
+      }
       const double s = violation_score(cost_[k], pi[sk], pi[tk]);
       if ((l < best_level || s < best_score) && !in_tree_[k]) {
         best_level = l;
@@ -486,6 +500,12 @@ void TransportSimplex::check_tree() const {
     if (rev_thread_[thread_[u]] != u) fail("rev_thread", u);
   }
   if (u != root_) fail("thread is not one cycle", u);
+  int32_t big_arcs = 0;
+  for (int32_t c = n_; c < nodes_; ++c) big_arcs += in_tree_[c];
+  if (big_arcs != big_in_tree_) fail("big-M arcs in the tree miscounted", big_arcs);
+  if (big_in_tree_ == 0)  // what find_entering relies on to skip the level test
+    for (int32_t w = 1; w < nodes_; ++w)
+      if (level_[w] != level_[0]) fail("levels differ with no big-M arc in the tree", w);
   for (int32_t w = 0; w < N; ++w) {
     if (w == root_) continue;
     const int32_t par = parent_[w], e = pred_[w];
@@ -518,6 +538,7 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   const int32_t out_arc = pred_[u_out];
   flow_[out_arc] = 0.0;
   in_tree_[out_arc] = 0;
+  big_in_tree_ -= big(out_arc);  // the entering arc is real
   in_tree_[in_arc] = 1;
   const int32_t u_in = on_p_side ? p : q, v_in = on_p_side ? q : p;
   // Shift of T's potentials that makes the entering arc's reduced cost zero.

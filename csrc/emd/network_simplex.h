@@ -153,6 +153,8 @@ class TransportSimplex {
   void build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
                     std::vector<int64_t>& bad);
   int64_t find_entering();
+  template <bool kLevels>
+  int64_t find_entering_scan();  // the block search, with or without the level test
   int64_t find_entering_complete();  // NOTE: [Complete pricing]
   bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
   // The steps of a pivot (network_simplex.cpp).
@@ -176,6 +178,8 @@ class TransportSimplex {
   std::vector<int32_t> level_;
   int64_t next_arc_;
   int64_t since_refresh_ = 0;
+  // Big-M arcs (root -> column) in the tree; none left means every node has the same level.
+  int32_t big_in_tree_ = 0;
   std::vector<int32_t> dirty_;  // scratch for update_tree(): nodes whose thread successor changed
   // NOTE: [Complete pricing]: the flag, rows per block, the next row to scan and one row's keys.
   bool complete_ = false;
