@@ -150,17 +150,30 @@ def pixel_centres(res: int) -> np.ndarray:
 
 def peak_rss_growth(call) -> tuple[int | None, str]:
     """The peak resident memory growth of ``call()`` in this process, in bytes, and how it was
-    measured (VmHWM reset just before the call, as bench/_points_memory.py does; None where /proc
-    is missing)."""
+    measured (freed memory handed back to the system, then VmHWM reset just before the call, as
+    bench/_points_memory.py does; None where /proc is missing)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
     from ._points_memory import reset_peak, status
 
+    # Memory this process freed earlier (the dense matrices of the smaller pairs) stays with the
+    # allocator, and a call that reuses it does not raise the peak: hand it back to the system
+    # first (glibc's malloc_trim; elsewhere the figure is a lower bound).
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     rss0 = status("VmRSS")
     if not reset_peak(rss0):
         call()
         return None, "not measured (no /proc/self/clear_refs)"
     call()
     hwm = status("VmHWM")
-    return (None if hwm is None else hwm - rss0), "VmHWM after - VmRSS before (peak reset via /proc/self/clear_refs)"
+    return ((None if hwm is None else hwm - rss0),
+            "VmHWM after - VmRSS before (malloc_trim, then the peak reset via /proc/self/clear_refs)")
 
 
 def part_dotmark_points(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
