@@ -376,9 +376,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     // left over row by row (a north-west corner), adding those arcs. That plan is also the
     // simplex's first basis (NOTE: [Feasible start]): every step empties a row or a column, so
     // the arcs that carry more than a crumb form a forest.
-    std::sort(greedy.begin(), greedy.end(), [](const KeyIndex& x, const KeyIndex& y) {
-      return x.key < y.key || (x.key == y.key && x.idx < y.idx);
-    });
+    // By (key, idx), as std::sort with that comparator would, in a third to a half of its time
+    // (NOTE: [Greedy order] in select.h).
+    radix_sort_by_key(greedy);
     std::vector<double> left_a(supply), left_b(demand);
     std::vector<int64_t> basis;
     const double crumb = 1e-12 * sum_a;  // leftovers of rounding, not mass to route
