@@ -7,7 +7,6 @@ decides), infinities, subnormals, values across many orders of magnitude and man
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,19 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pygan._build_flags import source_dir
+from testing import compile_driver
 
 DRIVER = Path(__file__).resolve().parent / "cpp" / "select_check.cpp"
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    exe = tmp_path_factory.mktemp("select") / "select_check"
-    subprocess.run([cxx, "-O1", "-std=c++17", f"-I{source_dir()}", str(DRIVER), "-o", str(exe)], check=True)
-    return exe
+    return compile_driver(tmp_path_factory, "select_check", DRIVER)
 
 
 def radix_order(driver, lists):

@@ -11,7 +11,6 @@ complete problem's row-wise search.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,21 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pygan._build_flags import source_dir
+from testing import compile_driver
 
 DRIVER = Path(__file__).resolve().parent / "cpp" / "emd_tree_check.cpp"
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    src = source_dir()
-    exe = tmp_path_factory.mktemp("tree") / "emd_tree_check"
-    subprocess.run([cxx, "-O1", "-std=c++17", "-DPYGAN_EMD_CHECK_TREE", f"-I{src}", str(DRIVER),
-                    str(src / "emd" / "network_simplex.cpp"), "-o", str(exe)], check=True)
-    return exe
+    return compile_driver(tmp_path_factory, "emd_tree_check", DRIVER, "emd/network_simplex.cpp",
+                          defines=["PYGAN_EMD_CHECK_TREE"])
 
 
 def solve(driver, problems):

@@ -28,3 +28,35 @@ def special_values(dtype, device="cpu"):
     big = torch.finfo(dtype).max
     return torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, big, -big, 1e-30, 0.5],
                         dtype=dtype, device=device)
+
+
+def compile_driver(tmp_path_factory, name: str, driver, *sources, defines=()):
+    """Compiles a test's C++ driver (with the extension's csrc/ on the include path, and any of its
+    ``sources`` given relative to csrc/) into a temporary folder and returns the executable's path;
+    skips the test where no C++ compiler is installed.
+
+    Args:
+        tmp_path_factory: pytest's fixture (the executable lives in a fresh folder of it).
+        name: the executable's name.
+        driver: the driver's path (tests/cpp/...).
+        sources: more translation units, relative to csrc/ (for example ``"emd/network_simplex.cpp"``).
+        defines: preprocessor macros, without ``-D``.
+
+    Returns:
+        The executable's Path.
+    """
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from pygan._build_flags import source_dir
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    src = source_dir()
+    exe = tmp_path_factory.mktemp(name) / name
+    subprocess.run([cxx, "-O1", "-std=c++17", *(f"-D{d}" for d in defines), f"-I{src}", str(driver),
+                    *(str(src / s) for s in sources), "-o", str(exe)], check=True)
+    return exe

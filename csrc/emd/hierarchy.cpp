@@ -299,15 +299,7 @@ int64_t SpatialStart::round(const TransportSimplex& simplex, const std::vector<d
     case Metric::Euclidean: price_local<Metric::Euclidean>(simplex, shift_r, cost_rows, act, add_per_row, parallel_for); break;
     case Metric::Power: price_local<Metric::Power>(simplex, shift_r, cost_rows, act, add_per_row, parallel_for); break;
   }
-  int64_t added = 0;
-  for (int32_t r = 0; r < na; ++r) {
-    for (int32_t t = 0; t < size_[r]; ++t) {
-      const int32_t l = idx_[size_t(r) * add_per_row + t];
-      add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
-    }
-    added += size_[r];
-  }
-  return added;
+  return add_chosen_arcs(idx_, size_, add_per_row, cost_rows, act, add_arc);
 }
 
 }  // namespace pygan::emd

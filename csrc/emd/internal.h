@@ -47,6 +47,23 @@ bool solve_assignment(int64_t n, const double* a, const double* b_scaled, double
                       const CostRows& cost_rows, bool matrix, const ParallelFor& parallel_for,
                       int64_t grain, Solution& sol);
 
+// Adds the arcs a pricing pass chose: row r's are the active columns idx[r * per_row + t] for
+// t < size[r], each with its cost from cost_rows, in row order (the order the simplex's block
+// search then walks). Returns how many were added.
+inline int64_t add_chosen_arcs(const std::vector<int32_t>& idx, const std::vector<int32_t>& size, int64_t per_row,
+                               const CostRows& cost_rows, const Active& act,
+                               const std::function<void(int32_t, int32_t, double)>& add_arc) {
+  int64_t added = 0;
+  for (int32_t r = 0; r < int32_t(size.size()); ++r) {
+    for (int32_t t = 0; t < size[r]; ++t) {
+      const int32_t l = idx[size_t(r) * per_row + t];
+      add_arc(r, l, cost_rows.at(act.rows[r], act.cols[l]));
+    }
+    added += size[r];
+  }
+  return added;
+}
+
 // A pricing round (pricing.cpp): prices every (active row, column) pair against the simplex's
 // potentials and adds each row's add_per_row most violating arcs through add_arc(row, col, cost)
 // (active indices, the pair's cost); returns how many were added. Scratch is kept between rounds.
