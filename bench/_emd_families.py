@@ -14,7 +14,9 @@ the call's peak resident memory growth (``peak_rss_growth_bytes``) beside the ti
 
 **small** (``single 64x64``, ``single 128x128``, and the same with ``random weights``): one problem
 of uniform points in the unit square, Euclidean costs, uniform or random positive weights, through
-the Python API (what the per-call overhead costs).
+the Python API (what the per-call overhead costs), beside two reference rows that call each
+library's compiled solver directly (POT's ``emd_c``, pygan's extension function; both 1 thread):
+the difference to the public call is the Python wrapper's share.
 
 **batched** family (``batched 64x256x256`` beside bench/emd.py's ``batched 256x64x64``).
 
@@ -244,6 +246,47 @@ def part_dotmark_points(emd, device: str, quick: bool, ot: Any, why_ot: str | No
     return cases
 
 
+POT_CORE = "POT emd_c (its compiled core, 1 thread)"
+PYGAN_CORE = "pygan core (extension call, 1 thread)"
+
+
+def _core_candidates(emd, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any) -> list:
+    """Reference rows: each library's compiled solver called without its Python wrapper (POT's
+    ``emd_c``, pygan's extension function), to show how much of a small call the wrapper is. None
+    of them is a baseline (the targets are against the public ``ot.emd2``)."""
+    from pygan import _build
+    from pygan.ot._solve import _Threads
+
+    rows = []
+
+    def setup() -> dict:
+        return {"out": None}
+
+    def result(st: dict) -> list[torch.Tensor]:
+        return [torch.tensor(float(st["out"]), dtype=torch.float64)]
+
+    try:
+        from ot.lp.emd_wrap import emd_c  # POT's Cython wrapper of its network simplex
+    except ImportError:  # no POT, or a version that moved it: no reference row
+        emd_c = None
+    if emd_c is not None:
+        def pot_core(st: dict) -> None:
+            st["out"] = emd_c(a, b, M, 10**9, 1)[1]  # (G, cost, u, v, result code)
+
+        rows.append(emd.Candidate(POT_CORE, "reference", setup, pot_core, result))
+    if _build.load():
+        ext = _build.module()
+        ta, tb, tM = (torch.from_numpy(v) for v in (a[None], b[None], M[None]))
+        empty = torch.empty(0, 0, dtype=torch.float64)
+
+        def pygan_core(st: dict) -> None:
+            with _Threads(1):
+                st["out"] = ext.emd_dense(ta, tb, tM, -1, empty, empty)[0][0]  # the cost of problem 0
+
+        rows.append(emd.Candidate(PYGAN_CORE, "reference", setup, pygan_core, result))
+    return rows
+
+
 def part_small(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
     cases = []
     for n in SMALL_N[quick]:
@@ -258,8 +301,9 @@ def part_small(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> li
             name = f"single {n}x{n}" + (" random weights" if weights == "random" else "")
             info: dict = {}
             skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
-            case = emd.measure(name, _threads_candidates(emd, name, a, b, M, ot, info), device, quick,
-                               emd.EMD_RTOL, skipped, vs=emd.POT, part="small", n=n, m=n, weights=weights)
+            rows = _threads_candidates(emd, name, a, b, M, ot, info) + _core_candidates(emd, a, b, M, ot)
+            case = emd.measure(name, rows, device, quick, emd.EMD_RTOL, skipped, vs=emd.POT, part="small",
+                               n=n, m=n, weights=weights)
             case.update(info)
             cases.append(case)
     return cases

@@ -59,13 +59,19 @@ def _check_emd(data, with_pot):
         rows = case["rows"]
         assert [r for r in rows if r["role"] == "pygan"], case["case"]
         assert all(r["median_us"] > 0 for r in rows if r["role"] == "pygan"), case["case"]
-        pot = [r for r in rows if r["name"].startswith("POT")]
+        pot = [r for r in rows if r["name"].startswith("POT") and r["role"] != "reference"]
         assert len(pot) == 1, case["case"]
         if with_pot and case["part"] != "memory":  # the memory case never runs POT (a dense n x n matrix)
             assert pot[0]["median_us"] > 0 and pot[0]["speedup_vs_pot"] == 1.0
             assert all(r["speedup_vs_pot"] > 0 for r in rows if r["median_us"] is not None)
         else:
             assert pot[0]["median_us"] is None and pot[0]["skipped"]
+    # The small part's reference rows: each library's compiled core without its Python wrapper.
+    small = [case for case in data["cases"] if case["part"] == "small"]
+    assert small and all({r["name"] for r in case["rows"] if r["role"] == "reference"}
+                         == ({"pygan core (extension call, 1 thread)"} | ({"POT emd_c (its compiled core, 1 thread)"}
+                                                                          if with_pot else set()))
+                         for case in small)
     memory = next(case for case in data["cases"] if case["part"] == "memory")
     assert next(r for r in memory["rows"] if r["role"] == "pygan")["peak_rss_growth_bytes"] > 0
     assert data["targets"]
@@ -180,6 +186,11 @@ def test_round_robin_interleaves_and_counts():
     times = H.round_robin([lambda: calls.append("x"), lambda: calls.append("y")], "cpu", [2, 1], [3, 1])
     assert [len(t) for t in times] == [3, 1]
     assert calls == ["x", "x", "y", "x", "x", "x", "x"]  # round 1: x (2 calls), y; rounds 2-3: x only
+    calls.clear()
+    times = H.round_robin([lambda: calls.append("x"), lambda: calls.append("y")], "cpu", [2, 1], [2, 1],
+                          [1, 0])
+    assert [len(t) for t in times] == [2, 1]
+    assert calls == ["x", "x", "x", "y", "x", "x", "x"]  # each x sample: one untimed call, then 2
     t = H.summarize([1.0, 2.0, 3.0, 4.0, 5.0], 7)
     assert (t.median_us, t.q1_us, t.q3_us, t.samples, t.inner) == (3.0, 2.0, 4.0, 5, 7)
 
