@@ -263,7 +263,7 @@ def _core_candidates(emd, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any) 
         return {"out": None}
 
     def result(st: dict) -> list[torch.Tensor]:
-        return [torch.tensor(float(st["out"]), dtype=torch.float64)]
+        return emd._scalar(st["out"])
 
     try:
         from ot.lp.emd_wrap import emd_c  # POT's Cython wrapper of its network simplex
