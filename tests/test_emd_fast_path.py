@@ -124,3 +124,63 @@ def test_without_the_extension_the_torch_checks_run(monkeypatch):
     M[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"\bM\b"):
         pg.emd2(a[0], b[0], M[0])
+
+
+def _solved(r):
+    """The binding's tuple with the plan's entries as a dense [B, n, m] plan, for comparison."""
+    cost, u, v, status, _, _, offsets, rows, cols, values, _ = r
+    B, n, m = u.shape[0], u.shape[1], v.shape[1]
+    plans = torch.zeros(B, n, m, dtype=F64)
+    for p in range(B):
+        lo, hi = int(offsets[p]), int(offsets[p + 1])
+        plans[p, rows[lo:hi], cols[lo:hi]] = values[lo:hi]
+    return cost, u, v, status, plans
+
+
+@pytest.mark.parametrize("B", [1, 4])
+def test_binding_takes_shared_weights_and_a_2d_M_unexpanded(B):
+    """A 1-D a or b, and a 2-D (or batch-of-1) M, are shared by the B problems: the same answers,
+    bit for bit, as the expanded copies."""
+    assert _build.load()
+    ext, empty = _build.module(), torch.empty(0, 0, dtype=F64)
+    a, b, M = problem(B, n=7, m=6, seed=11)
+    a = a[:1].expand(B, -1).contiguous()  # one a for every problem
+    Ms = M[:1].contiguous()  # one M for every problem
+    expected = _solved(ext.emd_dense(a, b, Ms.expand(B, -1, -1).contiguous(), -1, empty, empty))
+    for args in ((a[0], b, Ms), (a, b, Ms), (a[0], b, Ms[0] if B == 1 else Ms)):
+        got = _solved(ext.emd_dense(*args, -1, empty, empty))
+        for x, y in zip(got, expected):
+            assert torch.equal(x, y)
+        assert _inputs_ok(*args, 1e-6, False)
+    if B == 1:  # 1-D weights and a 2-D M: the single problem as the API passes it
+        got = _solved(ext.emd_dense(a[0], b[0], Ms[0], -1, empty, empty))
+        for x, y in zip(got, expected):
+            assert torch.equal(x, y)
+
+
+def test_binding_refuses_disagreeing_batches():
+    ext, empty = _build.module(), torch.empty(0, 0, dtype=F64)
+    a, b, M = problem(3, n=5, m=4)
+    for args in ((a[:2].contiguous(), b, M), (a, b[:2].contiguous(), M), (a, b, M[:2].contiguous()),
+                 (a[:, :4].contiguous(), b, M), (a, b, M[0, :, :3].contiguous())):
+        with pytest.raises(ValueError, match="disagree"):
+            ext.emd_dense(*args, -1, empty, empty)
+        with pytest.raises(ValueError, match="disagree"):
+            ext.emd_dense_inputs_ok(*args, 1e-6, False)
+    with pytest.raises(ValueError, match=r"\[n\] or \[B, n\]"):
+        ext.emd_dense(a[None], b, M, -1, empty, empty)
+    with pytest.raises(ValueError, match="contiguous float64"):
+        ext.emd_dense(a.float(), b, M, -1, empty, empty)
+
+
+@pytest.mark.parametrize("case", ["single", "batched", "multi"])
+def test_reference_fallback_takes_the_shared_shapes(case, monkeypatch):
+    """Without the extension the reference solver gets the same unexpanded shapes and gives the
+    answers the core gives."""
+    a, b, M = problem(3, n=5, m=4, seed=5)
+    args = {"single": (a[0], b[0], M[0]), "batched": (a[0], b, M),
+            "multi": (a[0].numpy(), b.T.numpy().copy(), M[0].numpy())}[case]
+    expected = pg.emd2(*args)
+    monkeypatch.setattr(_build, "load", lambda: False)
+    got = pg.emd2(*args)
+    np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), rtol=1e-9)

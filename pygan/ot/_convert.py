@@ -3,6 +3,7 @@ tensors for the core out)."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +30,14 @@ def _tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     return t, was_numpy
 
 
+def _cpu64(t: torch.Tensor) -> torch.Tensor:
+    """t as a float64 CPU tensor outside autograd: t itself when it is one already (the checks cost
+    less than the no-op conversions, a microsecond or two per argument of a small solve)."""
+    if t.dtype is torch.float64 and t.device.type == "cpu" and not t.requires_grad:
+        return t
+    return t.detach().to("cpu", torch.float64)
+
+
 def _check_finite(t: torch.Tensor, name: str, what: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: {what} must be finite (found NaN or inf)")
@@ -45,7 +54,7 @@ def _weights(w, name: str, size: int, batch: int | None, side: str, check: bool 
     if tuple(t.shape) not in shapes:
         expected = " or ".join(str(list(s)) for s in shapes)
         raise ValueError(f"{name}: expected shape {expected} ({size} {side}), got {list(t.shape)}")
-    t64 = t.detach().to("cpu", torch.float64)
+    t64 = _cpu64(t)
     if check:
         _check_finite(t64, name, "weights")
         if bool((t64 < 0).any()):
@@ -76,7 +85,8 @@ def _balanced(a64: torch.Tensor, b64: torch.Tensor, mass_tol: float, rescale: bo
 
 
 def _check_options(max_iter, mass_tol) -> int:
-    _validate.number(mass_tol, "mass_tol", low=0)
+    if not (type(mass_tol) is float and 0.0 <= mass_tol < math.inf):  # the common case, checked inline
+        _validate.number(mass_tol, "mass_tol", low=0)
     if max_iter is None:  # no limit
         return -1
     return _validate.integer(max_iter, "max_iter", low=0)

@@ -118,15 +118,17 @@ _EMPTY = torch.empty(0, 0, dtype=torch.float64)
 
 def _solve_dense(a64: torch.Tensor, b64: torch.Tensor, M64: torch.Tensor, max_iter: int,
                  init: tuple[torch.Tensor, torch.Tensor] | None = None, threads: int | None = None) -> _Solved:
-    """a64 [B, n], b64 [B, m], M64 [B, n, m] or [1, n, m] (shared): float64 contiguous CPU tensors.
+    """a64 [B, n] or [n], b64 [B, m] or [m], M64 [B, n, m], [1, n, m] or [n, m]: float64 contiguous
+    CPU tensors (a 1-D weight vector, a batch of 1 or a 2-D M is shared by the B problems).
     init: warm-start duals ([B, n], [B, m]) or None; threads: CPU threads (None: torch's setting)."""
     if _build.load():
         init_u, init_v = init if init is not None else (_EMPTY, _EMPTY)
         with _Threads(threads):
             return _finish(_build.module().emd_dense(a64, b64, M64, max_iter, init_u, init_v))
-    B = a64.shape[0]
-    return _pack_reference([(a64[p], b64[p] * (a64[p].sum() / b64[p].sum()), M64[p if M64.shape[0] > 1 else 0])
-                            for p in range(B)])
+    a64, b64, M64 = a64.reshape(-1, a64.shape[-1]), b64.reshape(-1, b64.shape[-1]), M64.reshape(-1, *M64.shape[-2:])
+    B = max(a64.shape[0], b64.shape[0], M64.shape[0])
+    a64, b64, M64 = a64.expand(B, -1), b64.expand(B, -1), M64.expand(B, -1, -1)
+    return _pack_reference([(a64[p], b64[p] * (a64[p].sum() / b64[p].sum()), M64[p]) for p in range(B)])
 
 
 def _solve_sparse(a64, b64, rows, cols, costs, max_iter: int, threads: int | None = None) -> _Solved:

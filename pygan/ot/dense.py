@@ -7,43 +7,46 @@ import numpy as np
 import torch
 
 from pygan.ot import _sparse
-from pygan.ot._convert import (_balanced, _check_finite, _check_threads, _inputs_ok, _iter_limit, _result_dtype,
-                               _tensor, _warm_start, _weight_tensors, _weights)
+from pygan.ot._convert import (_balanced, _check_finite, _check_threads, _cpu64, _inputs_ok, _iter_limit,
+                               _result_dtype, _tensor, _warm_start, _weight_tensors, _weights)
 from pygan.ot._solve import _dense_plan, _Envelope, _log, _solve_dense, _solve_sparse, _sparse_plan
 
 
 def _prepare_dense(a, b, M, batched: bool, mass_tol, rescale, multi: bool = False):
+    """The checked float64 CPU problem: (Mt, was_numpy, M64, a64, b64, B). M64 keeps M's shape
+    ([n, m] or [B, n, m]); a64 is [n] (shared by the B problems) or [B, n], b64 [m] or [B, m], as
+    the core takes them; B is the number of problems."""
     Mt, was_numpy = _tensor(M, "M")
     if Mt.dim() not in ((2, 3) if batched else (2,)):
         raise ValueError(f"M: expected a [n, m]{' or [B, n, m]' if batched else ''} cost matrix, "
                          f"got shape {list(Mt.shape)}")
     if Mt.numel() == 0:
         raise ValueError(f"M: empty cost matrix (shape {list(Mt.shape)}); n, m (and B) must be >= 1")
-    M64 = Mt.detach().to("cpu", torch.float64).reshape(-1, *Mt.shape[-2:]).contiguous()
-    B, n, m = M64.shape
-    batch = B if Mt.dim() == 3 else None
+    M64 = _cpu64(Mt).contiguous()
+    n, m = M64.shape[-2:]
+    B = batch = M64.shape[0] if M64.dim() == 3 else None
     # Shapes first; the values (finite, non-negative, balanced) in one compiled pass, and only when
     # it finds a fault the torch checks below, which name it (in the order they always had).
     for check in (False, True):
         if check:
             _check_finite(M64, "M", "costs")
-        if multi:  # POT's multi-histogram b [m, nb]: nb problems sharing M (passed once, [1, n, m])
+        if multi:  # POT's multi-histogram b [m, nb]: nb problems sharing M (passed once, [n, m])
             bt = _tensor(b, "b")[0]
             if bt.shape[0] != m:
                 raise ValueError(f"b: a multi-histogram b must have shape [{m}, nb] (columns of M), got {list(bt.shape)}")
             if bt.shape[1] == 0:
                 raise ValueError(f"b: a multi-histogram b needs at least one histogram, got shape {list(bt.shape)}")
-            b_full = _weights(bt.T, "b", m, bt.shape[1], "columns of M", check).contiguous()
-            B = b_full.shape[0]
-            a_full = _weights(a, "a", n, None, "rows of M", check).expand(B, n).contiguous()
+            b64 = _weights(bt.T, "b", m, bt.shape[1], "columns of M", check).contiguous()
+            B = b64.shape[0]
+            a64 = _weights(a, "a", n, None, "rows of M", check).contiguous()
         else:
-            a_full = _weights(a, "a", n, batch, "rows of M", check).expand(B, n).contiguous()
-            b_full = _weights(b, "b", m, batch, "columns of M", check).expand(B, m).contiguous()
-        if check:
-            _balanced(a_full, b_full, mass_tol, rescale)
-        elif _inputs_ok(a_full, b_full, M64, mass_tol, rescale):
+            a64 = _weights(a, "a", n, batch, "rows of M", check).contiguous()
+            b64 = _weights(b, "b", m, batch, "columns of M", check).contiguous()
+        if check:  # the torch checks compare the B problems' totals side by side
+            _balanced(a64.expand(B or 1, n), b64.expand(B or 1, m), mass_tol, rescale)
+        elif _inputs_ok(a64, b64, M64, mass_tol, rescale):
             break
-    return Mt, was_numpy, M64, a_full, b_full
+    return Mt, was_numpy, M64, a64, b64, B or 1
 
 
 def _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads):
@@ -112,8 +115,8 @@ def emd(a, b, M, numItermax=None, log: bool = False, center_dual: bool = True, n
         dtype = torch.float64 if was_numpy else _result_dtype(M, *(t for t in (a, b) if isinstance(t, torch.Tensor)))
         plan = _sparse.plan(solved.rows, solved.cols, solved.values, (n, m), kind, dtype, device)
         return (plan, _log(solved, 0, was_numpy, device, dtype)) if log else plan
-    Mt, was_numpy, M64, a64, b64 = _prepare_dense(a, b, M, False, mass_tol, rescale)
-    n, m = M64.shape[1:]
+    Mt, was_numpy, M64, a64, b64, _ = _prepare_dense(a, b, M, False, mass_tol, rescale)
+    n, m = M64.shape
     solved = _solve_dense(a64, b64, M64, max_iter, _warm_start(potentials_init, n, m, 1), threads)
     dtype = _result_dtype(Mt, *(t for t in (a, b) if isinstance(t, torch.Tensor)))
     if sparse:
@@ -174,8 +177,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
             out["G"] = _sparse.plan(solved.rows, solved.cols, solved.values, (n, m), kind, dtype, device)
         return result, out
     multi = b is not None and getattr(b, "ndim", 1) == 2 and getattr(M, "ndim", 0) == 2
-    Mt, was_numpy, M64, a64, b64 = _prepare_dense(a, b, M, True, mass_tol, rescale, multi)
-    B, n, m = a64.shape[0], M64.shape[1], M64.shape[2]
+    Mt, was_numpy, M64, a64, b64, B = _prepare_dense(a, b, M, True, mass_tol, rescale, multi)
+    n, m = M64.shape[-2:]
     solved = _solve_dense(a64, b64, M64, max_iter, _warm_start(potentials_init, n, m, B), threads)
     single = Mt.dim() == 2 and not multi
     tensors = _weight_tensors(a, None if multi else b)
@@ -184,7 +187,7 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
         return _multi_results(solved, Mt, was_numpy, dtype, tensors[0], log, return_matrix)
     cost = solved.cost[0] if single else solved.cost
     if was_numpy:  # a numpy scalar / array in the inputs' dtype, as POT returns
-        result = cost.to(dtype).numpy()[()]
+        result = solved.cost.to(dtype).numpy()[0 if single else ()]
     else:
         def plan_fn():
             return torch.stack([_dense_plan(solved, p, n, m) for p in range(B)])
