@@ -60,8 +60,8 @@ def square_costs(n: int, kind: str, seed: int) -> torch.Tensor:
     raise ValueError(kind)
 
 
-# Lengths around the vector widths (4 and 8 doubles), the old and the new size limit.
-@pytest.mark.parametrize("n", [8, 9, 11, 12, 15, 17, 31, 67, 128, 129, 131, 200, 256])
+# Lengths around the vector widths (4 and 8 doubles), the former size limits and the present one.
+@pytest.mark.parametrize("n", [8, 9, 11, 12, 15, 17, 31, 67, 128, 129, 131, 200, 256, 257, 512])
 @pytest.mark.parametrize("kind", ["points", "integer", "duplicates"])
 def test_assignment_scan_against_linear_sum_assignment(n, kind):
     M = square_costs(n, kind, seed=n)
@@ -72,8 +72,8 @@ def test_assignment_scan_against_linear_sum_assignment(n, kind):
     assert log["iterations"] <= n  # augmenting paths, not pivots
 
 
-@pytest.mark.parametrize("n", [150, 256])
-def test_assignment_up_to_256_agrees_with_the_simplex(n):
+@pytest.mark.parametrize("n", [150, 256, 512])
+def test_assignment_up_to_512_agrees_with_the_simplex(n):
     M = square_costs(n, "shifted", seed=3)
     _, log = solve(None, None, M)
     _, log2 = solve(None, None, M, numItermax=SIMPLEX)
@@ -82,11 +82,12 @@ def test_assignment_up_to_256_agrees_with_the_simplex(n):
 
 
 def test_just_above_the_limit_takes_the_simplex():
-    M = square_costs(257, "points", seed=4)
+    M = square_costs(513, "points", seed=4)
     plan, log = solve(None, None, M)
     assert float(log["cost"]) == pytest.approx(lsa_cost(M), rel=1e-12)
     P = plan.to_dense() if plan.is_sparse else plan
-    assert int((P != 0).sum()) == 257  # still an assignment, found by the simplex
+    assert int((P != 0).sum()) == 513  # still an assignment, found by the simplex
+    assert log["iterations"] > 513  # pivots, not augmenting paths
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The solver core's strategies, each against independent oracles on cases that take it: the
-assignment solver for uniform square problems (n == m, equal masses, n <= 256), checked against
+assignment solver for uniform square problems (n == m, equal masses, n <= 512), checked against
 brute force, HiGHS (scipy's linprog, when installed), the plain reference solver and the network
 simplex path (an iteration limit, which the assignment solver does not take, forces that path).
 Ties, duplicated points, n = 1, huge and tiny costs; every solve is checked by its certificate."""

@@ -37,7 +37,17 @@ ParallelFor serial_for() {
 
 namespace {
 
-constexpr int64_t kAssignmentMax = 256;
+// NOTE: [Assignment size limit]
+// Uniform square problems up to this size go to the assignment solver, above it to the network
+// simplex. Its augmenting paths get longer with n, by how much depends on the geometry. Measured
+// (assignment / simplex, ms, 1 thread; mean over 4 seeds of each one's fastest of 5 calls; 768 and
+// above 2 seeds, fastest of 2): uniform points in the unit square, squared Euclidean costs: 320:
+// 1.1 / 6.7, 512: 3.3 / 12.3, 768: 9.8 / 24.1, 1024: 20.7 / 34.6, 2048: 250 / 140; two Gaussian
+// clouds shifted by (1, 0), squared Euclidean: 320: 4.0 / 7.3, 512: 14.2 / 13.7, 640: 30 / 18,
+// 768: 45 / 24; the same clouds, Euclidean: 384: 6.2 / 9.6, 512: 16.0 / 17.6 (2 threads: 15.4 /
+// 15.7), 640: 30-44 / 28-31. At 512 the assignment solver ties the simplex on the hardest of these
+// and is 3.7x faster on the easiest; above it the shifted clouds favour the simplex. (It was 256.)
+constexpr int64_t kAssignmentMax = 512;
 
 // NOTE: [Adaptive neighbours]
 // How many first arcs a row needs depends on the shape of its reduced costs under the coarse
@@ -123,10 +133,10 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   for (int32_t c = 0; c < ma; ++c) demand[c] = b_scaled[act.cols[c]];
 
   // The choice of strategy (measurements in docs/ot.md, "Performance"):
-  // - uniform square, up to kAssignmentMax: the assignment solver (NOTE: [Assignment start]),
-  //   its certificate checked; should it fail (costs spanning many orders of magnitude), the
-  //   network simplex below solves the problem instead. Not with an iteration limit or a warm
-  //   start, which are the simplex's own options.
+  // - uniform square, up to kAssignmentMax (NOTE: [Assignment size limit]): the assignment
+  //   solver (NOTE: [Assignment start]), its certificate checked; should it fail (costs spanning
+  //   many orders of magnitude), the network simplex below solves the problem instead. Not with
+  //   an iteration limit or a warm start, which are the simplex's own options.
   const bool warm = options.init_u != nullptr && options.init_v != nullptr;
   if (options.max_iter < 0 && !warm && na == n && ma == m && n <= kAssignmentMax && is_uniform_square(n, m, a, b)) {
     Solution sol;
