@@ -20,6 +20,13 @@ the difference to the public call is the Python wrapper's share.
 
 **batched** family (``batched 64x256x256`` beside bench/emd.py's ``batched 256x64x64``).
 
+**minibatch** (``minibatch d=16 NxN``, N = 384, 512; ``--quick``: 384): one minibatch-OT-like
+problem, x ~ N(0, I_16) against y ~ N(1, I_16 / 4), uniform weights, squared Euclidean costs (the
+default of ``ot.dist``), on 1 thread: the uniform square sizes just below the assignment solver's
+limit (NOTE: [Assignment size limit] in csrc/emd/transport.cpp), with a reference row that forces
+the network simplex there (``numItermax=10**12``, a limit no solve reaches: the assignment solver
+takes no iteration limit), to show what the choice gains.
+
 Every pygan row is certified (``certify``) and its cost compared with POT's before timing; pygan's
 rows come on 1 and 2 threads (``numThreads``); each case records the pivots of pygan's solve.
 """
@@ -37,6 +44,8 @@ DOTMARK_CLASSES = {False: ("white noise", "GRF rough", "GRF moderate", "GRF smoo
                            "Cauchy mixture", "shapes"), True: ("white noise", "shapes")}
 SMALL_N = {False: (64, 128), True: (64,)}
 BATCHES = {False: ((64, 256),), True: ((8, 32),)}
+MINIBATCH_N = {False: (384, 512), True: (384,)}
+MINIBATCH_DIM = 16
 SEED = 0
 
 
@@ -306,6 +315,47 @@ def part_small(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> li
                                n=n, m=n, weights=weights)
             case.update(info)
             cases.append(case)
+    return cases
+
+
+def part_minibatch(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -> list[dict]:
+    """Minibatch-OT-like uniform square problems: POT, pygan (the assignment solver) and pygan forced
+    onto the network simplex, 1 thread."""
+    import pygan.ot
+
+    cases = []
+    for n in MINIBATCH_N[quick]:
+        rng = np.random.default_rng(SEED + 13 + n)
+        x = rng.standard_normal((n, MINIBATCH_DIM))
+        y = rng.standard_normal((n, MINIBATCH_DIM)) * 0.5 + 1.0
+        M = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+        a = np.full(n, 1.0 / n)
+        ta, tM = torch.from_numpy(a), torch.from_numpy(M)
+        name = f"minibatch d={MINIBATCH_DIM} {n}x{n}"
+        rows = [r for r in emd.emd_candidates(name, a, a, M, ot, None, numpy_row=False) if r.name != emd.PYGAN_TORCH]
+        skipped = [(emd.POT, "baseline", why_ot)] if ot is None else []
+
+        def setup() -> dict:
+            return {"out": None}
+
+        def result(st: dict) -> list[torch.Tensor]:
+            return emd._scalar(st["out"])
+
+        for label, limit in (("pygan.ot.emd2 (1 thread)", None),
+                             ("pygan simplex path (1 thread)", 10**12)):
+            def run(st: dict, limit=limit) -> None:
+                st["out"] = pygan.ot.emd2(ta, ta, tM, numItermax=limit, numThreads=1)
+
+            def verify(st: dict, label=label) -> None:
+                emd.certify(f"{name} / {label}", ta, ta, tM, st["out"])
+
+            rows.append(emd.Candidate(label, "pygan" if limit is None else "reference", setup, run, result,
+                                      verify=verify))
+        info = {"paths_or_pivots": {
+            "assignment paths": pygan.ot.emd2(ta, ta, tM, numThreads=1, log=True)[1]["iterations"],
+            "simplex pivots": pygan.ot.emd2(ta, ta, tM, numItermax=10**12, numThreads=1, log=True)[1]["iterations"]}}
+        cases.append(emd.measure(name, rows, device, quick, emd.EMD_RTOL, skipped, vs=emd.POT, part="minibatch",
+                                 n=n, m=n, weights="uniform", dim=MINIBATCH_DIM, cost="squared Euclidean", **info))
     return cases
 
 

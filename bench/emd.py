@@ -711,6 +711,7 @@ def run(device: str, out_dir: Path, quick: bool) -> dict:
         cases += part_rectangular(device, quick, ot, why_ot)
         cases += families.part_dotmark(sys.modules[__name__], device, quick, ot, why_ot)
         cases += families.part_small(sys.modules[__name__], device, quick, ot, why_ot)
+        cases += families.part_minibatch(sys.modules[__name__], device, quick, ot, why_ot)
     else:
         skipped.append("square, rectangular, batched and points parts: the exact solvers run on the CPU "
                        "(see emd_cpu.json)")

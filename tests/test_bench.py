@@ -45,7 +45,7 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert penalty["targets"] and all(t["value"] is not None for t in penalty["targets"])
 
 
-EMD_PARTS = {"square", "rectangular", "1d", "batched", "points", "memory"}
+EMD_PARTS = {"square", "rectangular", "dotmark", "small", "minibatch", "1d", "batched", "points", "memory"}
 
 
 def _check_emd(data, with_pot):
@@ -72,6 +72,12 @@ def _check_emd(data, with_pot):
                          == ({"pygan core (extension call, 1 thread)"} | ({"POT emd_c (its compiled core, 1 thread)"}
                                                                           if with_pot else set()))
                          for case in small)
+    # The minibatch part's reference row: the same problem forced onto the network simplex, which
+    # pivots where the assignment solver (the pygan row) augments at most n paths.
+    for case in (c for c in data["cases"] if c["part"] == "minibatch"):
+        assert {r["name"] for r in case["rows"] if r["role"] == "reference"} == {"pygan simplex path (1 thread)"}
+        counts = case["paths_or_pivots"]
+        assert counts["assignment paths"] <= case["n"] < counts["simplex pivots"]
     memory = next(case for case in data["cases"] if case["part"] == "memory")
     assert next(r for r in memory["rows"] if r["role"] == "pygan")["peak_rss_growth_bytes"] > 0
     assert data["targets"]

@@ -45,8 +45,11 @@ namespace {
 // 1.1 / 6.7, 512: 3.3 / 12.3, 768: 9.8 / 24.1, 1024: 20.7 / 34.6, 2048: 250 / 140; two Gaussian
 // clouds shifted by (1, 0), squared Euclidean: 320: 4.0 / 7.3, 512: 14.2 / 13.7, 640: 30 / 18,
 // 768: 45 / 24; the same clouds, Euclidean: 384: 6.2 / 9.6, 512: 16.0 / 17.6 (2 threads: 15.4 /
-// 15.7), 640: 30-44 / 28-31. At 512 the assignment solver ties the simplex on the hardest of these
-// and is 3.7x faster on the easiest; above it the shifted clouds favour the simplex. (It was 256.)
+// 15.7), 640: 30-44 / 28-31; minibatch-OT-like clouds, x ~ N(0, I_d) against y ~ N(1, I_d / 4),
+// squared Euclidean (2 seeds, fastest of 3, two runs): d = 16: 384: 3.7 / 9.2, 512: 7.3 / 15.5,
+// 768: 18 / 28, 1024: 62 / 46; d = 128: 384: 2.8 / 9.3, 512: 5.3 / 14.0, 768: 15 / 25, 1024: 37 /
+// 43. At 512 the assignment solver ties the simplex on the hardest of these and is 2-3.7x faster
+// on the others; above it the shifted 2-D clouds favour the simplex. (The limit was 256.)
 constexpr int64_t kAssignmentMax = 512;
 
 // NOTE: [Adaptive neighbours]
