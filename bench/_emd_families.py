@@ -20,11 +20,11 @@ the difference to the public call is the Python wrapper's share.
 
 **batched** family (``batched 64x256x256`` beside bench/emd.py's ``batched 256x64x64``).
 
-**minibatch** (``minibatch d=16 NxN``, N = 384, 512; ``--quick``: 384): one minibatch-OT-like
+**minibatch** (``minibatch d=16 NxN``, N = 512, 1024; ``--quick``: 384): one minibatch-OT-like
 problem, x ~ N(0, I_16) against y ~ N(1, I_16 / 4), uniform weights, squared Euclidean costs (the
-default of ``ot.dist``), on 1 thread: the uniform square sizes just below the assignment solver's
-limit (NOTE: [Assignment size limit] in csrc/emd/transport.cpp), with a reference row that forces
-the network simplex there (``numItermax=10**12``, a limit no solve reaches: the assignment solver
+default of ``ot.dist``), on 1 thread: sizes where the probe chooses between the assignment solver
+and the network simplex (NOTE: [Assignment probe] in csrc/emd/transport.cpp), with a reference row
+forced onto the simplex (``numItermax=10**12``, a limit no solve reaches: the assignment solver
 takes no iteration limit), to show what the choice gains.
 
 Every pygan row is certified (``certify``) and its cost compared with POT's before timing; pygan's
@@ -44,7 +44,7 @@ DOTMARK_CLASSES = {False: ("white noise", "GRF rough", "GRF moderate", "GRF smoo
                            "Cauchy mixture", "shapes"), True: ("white noise", "shapes")}
 SMALL_N = {False: (64, 128), True: (64,)}
 BATCHES = {False: ((64, 256),), True: ((8, 32),)}
-MINIBATCH_N = {False: (384, 512), True: (384,)}
+MINIBATCH_N = {False: (512, 1024), True: (384,)}
 MINIBATCH_DIM = 16
 SEED = 0
 
@@ -351,9 +351,11 @@ def part_minibatch(emd, device: str, quick: bool, ot: Any, why_ot: str | None) -
 
             rows.append(emd.Candidate(label, "pygan" if limit is None else "reference", setup, run, result,
                                       verify=verify))
-        info = {"paths_or_pivots": {
-            "assignment paths": pygan.ot.emd2(ta, ta, tM, numThreads=1, log=True)[1]["iterations"],
-            "simplex pivots": pygan.ot.emd2(ta, ta, tM, numItermax=10**12, numThreads=1, log=True)[1]["iterations"]}}
+        # The default's iterations: augmenting paths (at most n) when the probe chose the assignment
+        # solver, pivots when it chose the simplex.
+        info = {"iterations": {
+            "default": pygan.ot.emd2(ta, ta, tM, numThreads=1, log=True)[1]["iterations"],
+            "simplex path": pygan.ot.emd2(ta, ta, tM, numItermax=10**12, numThreads=1, log=True)[1]["iterations"]}}
         cases.append(emd.measure(name, rows, device, quick, emd.EMD_RTOL, skipped, vs=emd.POT, part="minibatch",
                                  n=n, m=n, weights="uniform", dim=MINIBATCH_DIM, cost="squared Euclidean", **info))
     return cases

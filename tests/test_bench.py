@@ -73,11 +73,12 @@ def _check_emd(data, with_pot):
                                                                           if with_pot else set()))
                          for case in small)
     # The minibatch part's reference row: the same problem forced onto the network simplex, which
-    # pivots where the assignment solver (the pygan row) augments at most n paths.
+    # pivots where the assignment solver (the probe's choice at the quick size) augments at most n
+    # paths.
     for case in (c for c in data["cases"] if c["part"] == "minibatch"):
         assert {r["name"] for r in case["rows"] if r["role"] == "reference"} == {"pygan simplex path (1 thread)"}
-        counts = case["paths_or_pivots"]
-        assert counts["assignment paths"] <= case["n"] < counts["simplex pivots"]
+        counts = case["iterations"]
+        assert counts["default"] <= case["n"] < counts["simplex path"]
     memory = next(case for case in data["cases"] if case["part"] == "memory")
     assert next(r for r in memory["rows"] if r["role"] == "pygan")["peak_rss_growth_bytes"] > 0
     assert data["targets"]

@@ -60,8 +60,8 @@ def square_costs(n: int, kind: str, seed: int) -> torch.Tensor:
     raise ValueError(kind)
 
 
-# Lengths around the vector widths (4 and 8 doubles), the former size limits and the present one.
-@pytest.mark.parametrize("n", [8, 9, 11, 12, 15, 17, 31, 67, 128, 129, 131, 200, 256, 257, 512])
+# Lengths around the vector widths (4 and 8 doubles) and the size where the probe starts.
+@pytest.mark.parametrize("n", [8, 9, 11, 12, 15, 17, 31, 67, 128, 129, 131, 200, 256])
 @pytest.mark.parametrize("kind", ["points", "integer", "duplicates"])
 def test_assignment_scan_against_linear_sum_assignment(n, kind):
     M = square_costs(n, kind, seed=n)
@@ -72,8 +72,8 @@ def test_assignment_scan_against_linear_sum_assignment(n, kind):
     assert log["iterations"] <= n  # augmenting paths, not pivots
 
 
-@pytest.mark.parametrize("n", [150, 256, 512])
-def test_assignment_up_to_512_agrees_with_the_simplex(n):
+@pytest.mark.parametrize("n", [150, 256])
+def test_assignment_up_to_256_agrees_with_the_simplex(n):
     M = square_costs(n, "shifted", seed=3)
     _, log = solve(None, None, M)
     _, log2 = solve(None, None, M, numItermax=SIMPLEX)
@@ -81,13 +81,39 @@ def test_assignment_up_to_512_agrees_with_the_simplex(n):
     assert log["iterations"] <= n < log2["iterations"]  # paths here, pivots there
 
 
-def test_just_above_the_limit_takes_the_simplex():
-    M = square_costs(513, "points", seed=4)
+def rank_one(n: int, seed: int) -> torch.Tensor:
+    """Costs x_i y_j: every augmenting path is long (the assignment solver's worst case found)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.outer(torch.rand(n, dtype=F64, generator=gen), torch.rand(n, dtype=F64, generator=gen))
+
+
+# Above 256 the probe (a quarter of the problem, NOTE: [Assignment probe]) chooses: the assignment
+# solver for unit-square points and integer costs (short paths), the simplex for rank-one costs
+# and far-apart clouds; above 1024 the simplex always. Either way the answer is the optimum.
+@pytest.mark.parametrize("n, kind, assigned", [(257, "points", True), (600, "points", True), (700, "integer", True),
+                                               (300, "rank one", False), (640, "rank one", False),
+                                               (1025, "points", False)])
+def test_the_probe_chooses_and_both_answers_are_optimal(n, kind, assigned):
+    M = rank_one(n, seed=n) if kind == "rank one" else square_costs(n, kind, seed=n)
     plan, log = solve(None, None, M)
-    assert float(log["cost"]) == pytest.approx(lsa_cost(M), rel=1e-12)
+    assert log["status"] == "optimal"
+    assert float(log["cost"]) == pytest.approx(lsa_cost(M), rel=1e-12, abs=1e-15)
     P = plan.to_dense() if plan.is_sparse else plan
-    assert int((P != 0).sum()) == 513  # still an assignment, found by the simplex
-    assert log["iterations"] > 513  # pivots, not augmenting paths
+    assert int((P != 0).sum()) == n  # an assignment either way (a vertex of the polytope)
+    assert (log["iterations"] <= n) == assigned  # augmenting paths, or pivots
+
+
+def test_the_probe_leaves_batches_and_points_exact():
+    """A batch whose problems the probe sends different ways, and the points path above 256."""
+    M = torch.stack([square_costs(300, "points", seed=1), rank_one(300, seed=2)])
+    costs, log = ot.emd2(None, None, M, log=True)
+    assert log["iterations"][0] <= 300 < log["iterations"][1]
+    for p in range(2):
+        assert float(costs[p]) == pytest.approx(lsa_cost(M[p]), rel=1e-12)
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.rand(400, 2, dtype=F64, generator=gen), torch.rand(400, 2, dtype=F64, generator=gen)
+    cost = ot.emd2_points(x, y, metric="euclidean")
+    assert float(cost) == pytest.approx(lsa_cost(cdist(x, y)), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The solver core's strategies, each against independent oracles on cases that take it: the
-assignment solver for uniform square problems (n == m, equal masses, n <= 512), checked against
-brute force, HiGHS (scipy's linprog, when installed), the plain reference solver and the network
-simplex path (an iteration limit, which the assignment solver does not take, forces that path).
+assignment solver for uniform square problems (n == m, equal masses, n <= 256, and up to 1024
+where its probe sends them), checked against brute force, HiGHS (scipy's linprog, when
+installed), the plain reference solver and the network simplex path (an iteration limit, which the
+assignment solver does not take, forces that path).
 Ties, duplicated points, n = 1, huge and tiny costs; every solve is checked by its certificate."""
 
 from __future__ import annotations

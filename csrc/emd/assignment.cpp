@@ -31,7 +31,9 @@ struct Workspace {
   std::vector<double> cost, u, v, shortest, open, free_inf;
   std::vector<int64_t> path;  // int64: the same width as a double, for the vector scan
   std::vector<int32_t> col4row, row4col, closed, free_rows;
+  int64_t steps = 0;  // Dijkstra steps (row scans) of augment(), over all paths
   void resize(int64_t n, bool copy_costs) {  // no allocation once a problem this size was solved
+    steps = 0;
     if (copy_costs) cost.resize(size_t(n) * n);
     u.assign(n, 0.0);
     v.resize(n);
@@ -165,6 +167,7 @@ bool augment(int64_t n, const double* C, int32_t start, Workspace& w) {
   double min_val = 0.0;
   int32_t i = start, sink = -1;
   while (sink < 0) {
+    ++w.steps;
     int64_t arg, free_arg;
     double free_low;
     const double lowest =
@@ -381,6 +384,7 @@ bool solve_assignment(int64_t n, const double* a, const double* b_scaled, double
   sol = Solution{};
   sol.status = Status::Optimal;
   sol.iterations = paths;
+  sol.scans = w.steps;
   sol.rows.resize(n);
   sol.cols.resize(n);
   sol.values.resize(n);

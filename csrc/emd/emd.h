@@ -70,6 +70,9 @@ struct Solution {
   int64_t iterations = 0;         // simplex pivots
   int64_t rounds = 0;             // pricing rounds over all n x m arcs
   int64_t arcs = 0;               // size of the final restricted arc set
+  // The assignment solver's Dijkstra steps over all its augmenting paths (one row scan each); -1
+  // when the network simplex answered. (NOTE: [Assignment probe] in transport.cpp reads it.)
+  int64_t scans = -1;
   std::vector<int64_t> rows, cols;  // the plan's non-zeros (at most n + m - 1), row-major order
   std::vector<double> values;
   std::vector<double> u, v;       // duals: u_i + v_j <= C_ij everywhere, centred so a.u == b.v

@@ -22,10 +22,19 @@ struct Active {
 // NOTE: [Multiscale start] (multiscale.cpp): solves the problem restricted to a random quarter of
 // the active rows and columns (recursively, through emd::solve) and extends its duals to every
 // active column by a c-transform over the sampled rows: col_dual[l] = min_t C(row_t, l) - u_t.
+// The two halves are separate so that NOTE: [Assignment probe] can solve the quarter first and
+// the multiscale start reuse it.
+struct Subsample {
+  std::vector<int32_t> rows, cols;  // positions in act.rows / act.cols, ascending
+  Solution sol;                     // the quarter problem's solution
+};
+Subsample solve_subsample(int64_t m, const Costs& costs, const Active& act, const std::vector<double>& supply,
+                          const std::vector<double>& demand, const Options& options);
 void subsampled_column_duals(int64_t m, const Costs& costs, const CostRows& cost_rows,
                              const Active& act, const std::vector<double>& supply,
                              const std::vector<double>& demand, const Options& options,
-                             const ParallelFor& parallel_for, int64_t grain, std::vector<double>& col_dual);
+                             const ParallelFor& parallel_for, int64_t grain, std::vector<double>& col_dual,
+                             const Subsample* solved = nullptr);
 
 // NOTE: [Certificate] (certificate.cpp): measures the plan's marginals, dual feasibility on every
 // pair and the duality gap of `sol` (plan, duals u/v, cost already filled in), stores them in

@@ -10,14 +10,15 @@
 
 namespace pygan::emd {
 
-void subsampled_column_duals(int64_t m, const Costs& costs, const CostRows& cost_rows,
-                             const Active& act, const std::vector<double>& supply,
-                             const std::vector<double>& demand, const Options& options,
-                             const ParallelFor& parallel_for, int64_t grain, std::vector<double>& col_dual) {
+Subsample solve_subsample(int64_t m, const Costs& costs, const Active& act, const std::vector<double>& supply,
+                          const std::vector<double>& demand, const Options& options) {
   const int32_t na = int32_t(act.rows.size()), ma = int32_t(act.cols.size());
-  std::mutex merge_mutex;
   std::mt19937_64 rng(0x5eed + na + 31 * ma);
-  std::vector<int32_t> rs(na), cs(ma);
+  Subsample out;
+  std::vector<int32_t>& rs = out.rows;
+  std::vector<int32_t>& cs = out.cols;
+  rs.resize(na);
+  cs.resize(ma);
   for (int32_t r = 0; r < na; ++r) rs[r] = r;
   for (int32_t l = 0; l < ma; ++l) cs[l] = l;
   std::shuffle(rs.begin(), rs.end(), rng);
@@ -49,7 +50,22 @@ void subsampled_column_duals(int64_t m, const Costs& costs, const CostRows& cost
   Options sub_options = options;
   sub_options.max_iter = -1;
   sub_options.init_u = sub_options.init_v = nullptr;
-  const Solution coarse_sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
+  out.sol = solve(ns, ms, sa.data(), sb.data(), sub, sub_options);
+  return out;
+}
+
+void subsampled_column_duals(int64_t m, const Costs& costs, const CostRows& cost_rows,
+                             const Active& act, const std::vector<double>& supply,
+                             const std::vector<double>& demand, const Options& options,
+                             const ParallelFor& parallel_for, int64_t grain, std::vector<double>& col_dual,
+                             const Subsample* solved) {
+  const int32_t ma = int32_t(act.cols.size());
+  std::mutex merge_mutex;
+  Subsample own;
+  if (!solved) own = solve_subsample(m, costs, act, supply, demand, options), solved = &own;
+  const std::vector<int32_t>& rs = solved->rows;
+  const Solution& coarse_sol = solved->sol;
+  const int64_t ns = rs.size();
   std::fill(col_dual.begin(), col_dual.end(), std::numeric_limits<double>::infinity());
   parallel_for(0, ns, grain, [&](int64_t lo, int64_t hi) {
     std::vector<double> buffer(costs.matrix ? 0 : m), best(ma, std::numeric_limits<double>::infinity());

@@ -37,23 +37,28 @@ ParallelFor serial_for() {
 
 namespace {
 
-// NOTE: [Assignment size limit]
-// Uniform square problems up to this size go to the assignment solver, above it to the network
-// simplex. Its augmenting paths get longer with n, by how much depends on the geometry. Measured
-// (assignment / simplex, ms, 1 thread; mean over 4 seeds of each one's fastest of 5 calls; 768 and
-// above 2 seeds, fastest of 2): uniform points in the unit square, squared Euclidean costs: 320:
-// 1.1 / 6.7, 512: 3.3 / 12.3, 768: 9.8 / 24.1, 1024: 20.7 / 34.6, 2048: 250 / 140; two Gaussian
-// clouds shifted by (1, 0), squared Euclidean: 320: 4.0 / 7.3, 512: 14.2 / 13.7, 640: 30 / 18,
-// 768: 45 / 24; the same clouds, Euclidean: 384: 6.2 / 9.6, 512: 16.0 / 17.6 (2 threads: 15.4 /
-// 15.7), 640: 30-44 / 28-31; minibatch-OT-like clouds, x ~ N(0, I_d) against y ~ N(1, I_d / 4),
-// squared Euclidean (2 seeds, fastest of 3, two runs): d = 16: 384: 3.7 / 9.2, 512: 7.3 / 15.5,
-// 768: 18 / 28, 1024: 62 / 46; d = 128: 384: 2.8 / 9.3, 512: 5.3 / 14.0, 768: 15 / 25, 1024: 37 /
-// 43. At 512 the assignment solver ties the simplex on the hardest of these and is 2-3.7x faster
-// on the others; above it the shifted 2-D clouds favour the simplex. (The limit was 256.)
-// Structured costs at 512 (fastest of 3): all zero 0.8 / 3.6, integers 0-4 0.8 / 8.1, iid uniform
-// 2.0 / 13.8, 1-D |x - y| 5.9 / 14.3, 1-D (x - y)^2 6.2 / 21.8, costs over 16 orders of magnitude
-// 1.9 / 15.0; the one loss found: rank-one costs x_i y_j, 37.8 / 22.2 (every path long).
-constexpr int64_t kAssignmentMax = 512;
+// NOTE: [Assignment probe]
+// Uniform square problems up to kAssignmentAlways go to the assignment solver; from there to
+// kAssignmentMax it depends on the geometry, which a probe measures; above, to the network
+// simplex. The assignment solver's augmenting paths grow longer with n, by how much depends on the
+// costs: at 512 (assignment / simplex, ms, 1 thread) uniform points in the unit square with
+// squared Euclidean costs take 4.1 / 11.1, minibatch-OT-like clouds in 16 dimensions 7.5 / 16.9,
+// two 2-D Gaussian clouds shifted by (1, 0) 19.6 / 17.4, shifted by (4, 0) 28.9 / 16.8, rank-one
+// costs x_i y_j 38.6 / 27.8; at 1024: 26.3 / 43.7, 62.5 / 44.8, 147 / 43, 296 / 79, 404 / 125. The
+// probe is the multiscale start's own first step (NOTE: [Multiscale start]): the problem on a
+// random quarter of the rows and columns, itself a uniform square problem at most 256 wide, solved
+// by the assignment solver. Its Dijkstra steps per row predict the full problem's (the full one
+// takes ~2-5x as many per row): 84 problems (7 geometries above and at d = 128, n = 384, 512, 768,
+// 1024, 3 seeds each): below 24 steps per quarter row the assignment solver was faster in 37 of
+// 39 (the 2 others within 1.3x), at 24 and above the simplex in 41 of 45 (the others within 1.7x,
+// the worst a simplex time 2x its seed-mates': noise); the 84 solves took 2415 ms so chosen, 2676
+// with the former rule (assignment up to 512), 2731 always on the simplex, 2338 with hindsight.
+// The probe costs the quarter's solve (2-8% of the assignment's
+// time: a quarter of 384 unit-square points took 0.13 ms beside the full 1.65 ms, of 1000 0.5 beside 24)
+// when the assignment solver is chosen, nothing when the simplex is (its start reuses it).
+constexpr int64_t kAssignmentAlways = 256;
+constexpr int64_t kAssignmentMax = 1024;
+constexpr int64_t kProbeStepsPerRow = 24;
 
 // NOTE: [Adaptive neighbours]
 // How many first arcs a row needs depends on the shape of its reduced costs under the coarse
@@ -139,14 +144,23 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   for (int32_t c = 0; c < ma; ++c) demand[c] = b_scaled[act.cols[c]];
 
   // The choice of strategy (measurements in docs/ot.md, "Performance"):
-  // - uniform square, up to kAssignmentMax (NOTE: [Assignment size limit]): the assignment
-  //   solver (NOTE: [Assignment start]), its certificate checked; should it fail (costs spanning
-  //   many orders of magnitude), the network simplex below solves the problem instead. Not with
-  //   an iteration limit or a warm start, which are the simplex's own options.
+  // - uniform square, up to kAssignmentAlways, or up to kAssignmentMax when the probe on a quarter
+  //   of the problem says so (NOTE: [Assignment probe]): the assignment solver (NOTE: [Assignment
+  //   start]), its certificate checked; should it fail (costs spanning many orders of magnitude),
+  //   the network simplex below solves the problem instead. Not with an iteration limit or a warm
+  //   start, which are the simplex's own options.
   const bool warm = options.init_u != nullptr && options.init_v != nullptr;
+  Subsample probe;  // the quarter's solve, when the probe ran (probe.sol.u empty otherwise)
   if (options.max_iter < 0 && !warm && na == n && ma == m && n <= kAssignmentMax && is_uniform_square(n, m, a, b)) {
+    bool assign = n <= kAssignmentAlways;
+    if (!assign) {
+      probe = solve_subsample(m, costs, act, supply, demand, options);
+      const int64_t steps = probe.sol.scans;  // -1: the quarter's assignment failed its certificate
+      assign = steps >= 0 && steps < kProbeStepsPerRow * int64_t(probe.rows.size());
+    }
     Solution sol;
-    if (solve_assignment(n, a, b_scaled.data(), sum_a, cost_rows, costs.matrix != nullptr, parallel_for, grain, sol))
+    if (assign && solve_assignment(n, a, b_scaled.data(), sum_a, cost_rows, costs.matrix != nullptr, parallel_for,
+                                   grain, sol))
       return sol;
   }
 
@@ -178,7 +192,8 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   const bool spatial = coarse && !warm && costs.x != nullptr &&
                        spatial_start.build(costs, act, supply, demand, options, parallel_for, row_dual, col_dual);
   if (coarse && !warm && !spatial) {
-    subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual);
+    subsampled_column_duals(m, costs, cost_rows, act, supply, demand, options, parallel_for, grain, col_dual,
+                            probe.sol.u.empty() ? nullptr : &probe);
   }
 
   // NOTE: [Adaptive neighbours]: a wide cone of nearly tight pairs needs more first arcs.
