@@ -285,7 +285,7 @@ def _core_candidates(emd, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any) 
         rows.append(emd.Candidate(POT_CORE, "reference", setup, pot_core, result))
     if _build.load():
         ext = _build.module()
-        ta, tb, tM = (torch.from_numpy(v) for v in (a[None], b[None], M[None]))
+        ta, tb, tM = (torch.from_numpy(v) for v in (a, b, M))  # the shapes pygan.ot.emd2 passes
         empty = torch.empty(0, 0, dtype=torch.float64)
 
         def pygan_core(st: dict) -> None:
