@@ -21,8 +21,9 @@ struct EmdResult {
 };
 
 // a [B, n] or [n], b [B, m] or [m], M [B, n, m], or [1, n, m] or [n, m]: contiguous float64 CPU
-// tensors; a 1-D weight vector, a batch of 1 or a 2-D M is shared by the B problems. B > 1 solves the problems in parallel (one per thread); B == 1 parallelises inside the
-// one problem. init_u [B, n], init_v [B, m]: a warm start (emd::Options), or empty tensors.
+// tensors; a 1-D weight vector, a batch of 1 or a 2-D M is shared by the B problems. B > 1 solves
+// the problems in parallel (one per thread); B == 1 parallelises inside the one problem.
+// init_u [B, n], init_v [B, m]: a warm start (emd::Options), or empty tensors.
 EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
                     const at::Tensor& init_u, const at::Tensor& init_v);
 
@@ -37,8 +38,8 @@ EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
                      int64_t metric, double p, int64_t max_iter);
 
 // The checks pygan.ot makes on a dense problem, in one pass over the inputs (the Python checks,
-// which word the error, run only when this says no): a, b and M shaped as for emd_dense. True when M and the weights are finite, the weights non-negative
-// with positive totals, and (unless rescale) each pair of totals agrees to mass_tol (relative).
+// which word the error, run only when this says no): a, b and M shaped as for emd_dense. True
+// when M and the weights are finite, the weights non-negative with positive totals, and (unless rescale) each pair of totals agrees to mass_tol (relative).
 bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, double mass_tol,
                          bool rescale);
 

@@ -53,9 +53,10 @@ namespace {
 // 39 (the 2 others within 1.3x), at 24 and above the simplex in 41 of 45 (the others within 1.7x,
 // the worst a simplex time 2x its seed-mates': noise); the 84 solves took 2415 ms so chosen, 2676
 // with the former rule (assignment up to 512), 2731 always on the simplex, 2338 with hindsight.
-// The probe costs the quarter's solve (2-8% of the assignment's
-// time: a quarter of 384 unit-square points took 0.13 ms beside the full 1.65 ms, of 1000 0.5 beside 24)
-// when the assignment solver is chosen, nothing when the simplex is (its start reuses it).
+// The probe costs the quarter's solve: 2-8% of the assignment's time when that is chosen (a
+// quarter of 384 unit-square points took 0.13 ms beside the full 1.65 ms, of 1000 0.5 beside 24);
+// nothing when the simplex is and its matrix start reuses the quarter, the quarter's solve when its
+// start does not (point clouds take the spatial start; the multiscale option off takes none).
 constexpr int64_t kAssignmentAlways = 256;
 constexpr int64_t kAssignmentMax = 1024;
 constexpr int64_t kProbeStepsPerRow = 24;

@@ -140,7 +140,7 @@ def _warm_start(potentials_init, n: int, m: int, B: int):
         raise TypeError(f"potentials_init: expected a pair (u, v) of arrays, got {type(potentials_init).__name__}")
     out = []
     for t, size, name in ((potentials_init[0], n, "potentials_init[0] (u)"), (potentials_init[1], m, "potentials_init[1] (v)")):
-        t64 = _tensor(t, name)[0].detach().to("cpu", torch.float64)
+        t64 = _cpu64(_tensor(t, name)[0])
         if tuple(t64.shape) not in ((size,), (B, size)):
             raise ValueError(f"{name}: expected shape [{size}]{f' or [{B}, {size}]' if B > 1 else ''}, got {list(t64.shape)}")
         _check_finite(t64, name, "potentials")
