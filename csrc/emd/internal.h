@@ -95,6 +95,14 @@ class PricingRound {
   std::vector<int32_t> add_idx_, add_size_, col_lv_;
 };
 
+// NOTE: [Column selection] (column_select.cpp): each active column's k best active rows by
+// C_ij - row_dual[i], into col_idx[l * k + t] (t < k; requires 1 <= k <= the number of active rows);
+// row_order is a fixed random permutation of the active rows (its first entries are the sample of
+// the columns' threshold estimates).
+void select_columns(int64_t m, int64_t k, const Costs& costs, const CostRows& cost_rows, const Active& act,
+                    const std::vector<double>& row_dual, const std::vector<int32_t>& row_order,
+                    const ParallelFor& parallel_for, std::vector<int32_t>& col_idx);
+
 // NOTE: [Complete start] (complete_start.cpp): a first basis for a problem whose arc set is every
 // pair (arc r * ma + l costs cost[r * ma + l], active indices): the arcs of a greedy fill that
 // carry more than `crumb`, into `basis` (a forest; see TransportSimplex::start_from_forest).

@@ -17,9 +17,9 @@ struct KeyIndex {
 
 // NOTE: [Buffered selection]
 // A bounded heap (SmallestK in costs.h) pays O(log k) data-dependent moves per key below its
-// threshold, and on a pixel grid the keys of a row (or of a column, in row order) fall in long
-// runs toward the bowl of the matched pixel, so most keys are below the threshold: the first pass
-// over M spent ~20 ns per pair on sifting (32 x 32 grids, half the time of a pricing-free solve).
+// threshold, and on a pixel grid the keys of a row fall in long runs toward the bowl of the
+// matched pixel, so most keys are below the threshold: the first pass over M spent ~20 ns per
+// pair on sifting (32 x 32 grids, half the time of a pricing-free solve).
 // This keeps an unsorted buffer of 2k slots instead: a key below the threshold is appended; a full
 // buffer is cut to its k smallest by nth_element and the threshold becomes the k-th smallest.
 // Every cut drops k keys, so the cost is O(1) per key appended whatever the order.

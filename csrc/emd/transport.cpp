@@ -205,19 +205,16 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     k = std::min<int64_t>({kConeNeighbours, na, ma});
 
   const bool all_cols = ma == m;
-  // Each row's k best columns (row_idx) and each column's k best rows (col_slot, 2k slots per
-  // column), kept by buffered selection (NOTE: [Buffered selection] in select.h).
+  // Each row's k best columns (row_idx), kept by buffered selection (NOTE: [Buffered selection]
+  // in select.h), and each column's k best rows (col_idx, NOTE: [Column selection] in
+  // column_select.cpp).
   // (Not for the spatial start, which chose the first arcs itself.)
   const bool select = !complete && !spatial;
-  std::vector<int32_t> row_idx(select ? size_t(na) * k : 0);
-  std::vector<KeyIndex> col_slot(select ? size_t(ma) * 2 * k : 0);
-  std::vector<KBuffer> col_best;
-  if (select)
-    for (int32_t l = 0; l < ma; ++l) col_best.push_back({col_slot.data() + size_t(l) * 2 * k, int32_t(k)});
-  // Rows are visited in a fixed random order, so that each column's stream of keys is in random
-  // order: then only O(k log(n / k)) of them fall below its running k-th smallest, where on a grid
-  // in raster order they would in long runs (NOTE: [Buffered selection]). col_order is a fixed
-  // random sample of columns for the rows' threshold estimates.
+  std::vector<int32_t> row_idx(select ? size_t(na) * k : 0), col_idx(select ? size_t(ma) * k : 0);
+  // row_order and col_order are fixed random permutations: the first entries of col_order are the
+  // sample for the rows' threshold estimates, those of row_order the columns'. (Rows are also
+  // visited in that order, which kept each column's stream of keys in random order when the
+  // columns' selection was buffered in the same pass.)
   std::vector<int32_t> row_order(select ? na : 0), col_order(select ? ma : 0);
   if (select) {
     std::mt19937 shuffle_rng(0x5e1ec7);
@@ -229,11 +226,8 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   double max_abs = spatial ? spatial_start.max_abs : 0.0;
   if (!spatial) parallel_for(0, na, grain, [&](int64_t lo, int64_t hi) {
     std::vector<double> buffer(costs.matrix ? 0 : m), gathered(all_cols ? 0 : ma);
-    std::vector<KeyIndex> row_slot(complete ? 0 : 2 * k), cslot(complete ? 0 : size_t(ma) * 2 * k);
-    std::vector<KBuffer> cbest;
-    if (!complete)
-      for (int32_t l = 0; l < ma; ++l) cbest.push_back({cslot.data() + size_t(l) * 2 * k, int32_t(k)});
-    std::vector<double> key(complete ? 0 : ma), cthreshold(complete ? 0 : ma, std::numeric_limits<double>::infinity());
+    std::vector<KeyIndex> row_slot(complete ? 0 : 2 * k);
+    std::vector<double> key(complete ? 0 : ma);
     // The sample for the rows' threshold estimates: 4k keys; its rank-q key has expected rank
     // ~2k among all ma (no estimate when that would be the whole sample).
     const int32_t sample = int32_t(std::min<int64_t>(4 * k, ma));
@@ -273,14 +267,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
       }
       KBuffer mine{row_slot.data(), int32_t(k)};
       mine.threshold = estimate;
-      for (int32_t l = 0; l < ma; ++l) {
-        const double value = key[l];
-        if (value < mine.threshold) mine.push(value, l);
-        if (value < cthreshold[l]) {
-          cbest[l].push(value, int32_t(r));
-          cthreshold[l] = cbest[l].threshold;
-        }
-      }
+      for (int32_t l = 0; l < ma; ++l) mine.push(key[l], l);
       mine.cut();
       if (mine.size < k) {
         mine = KBuffer{row_slot.data(), int32_t(k)};
@@ -291,13 +278,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     }
     std::lock_guard<std::mutex> guard(merge_mutex);
     max_abs = std::max(max_abs, local_max);
-    if (complete) return;
-    for (int32_t l = 0; l < ma; ++l) {
-      cbest[l].cut();
-      for (int32_t t = 0; t < cbest[l].size; ++t) col_best[l].push(cbest[l].slot[t].key, cbest[l].slot[t].idx);
-    }
   });
   if (!std::isfinite(max_abs)) throw std::invalid_argument("emd::solve: costs must be finite");
+  if (select) select_columns(m, k, costs, cost_rows, act, row_dual, row_order, parallel_for, col_idx);
 
   // The artificial arcs' big-M is symbolic (NOTE: [Symbolic big-M] in network_simplex.h), so no
   // cost scale enters here.
@@ -363,10 +346,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         std::copy(spatial_start.per_row[r].begin(), spatial_start.per_row[r].end(), flat.begin() + start[r]);
       std::vector<std::vector<int32_t>>().swap(spatial_start.per_row);
     } else {
-      for (int32_t l = 0; l < ma; ++l) {
-        col_best[l].cut();
-        for (int32_t t = 0; t < col_best[l].size; ++t) ++start[size_t(col_best[l].slot[t].idx) + 1];
-      }
+      for (const int32_t r : col_idx) ++start[size_t(r) + 1];
       for (int32_t r = 0; r < na; ++r) start[r + 1] += start[r] + k;
       flat.resize(static_cast<size_t>(start[na]));
       std::vector<int32_t> fill_at(na);
@@ -375,32 +355,47 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
         fill_at[r] = int32_t(k);
       }
       for (int32_t l = 0; l < ma; ++l)
-        for (int32_t t = 0; t < col_best[l].size; ++t) {
-          const int32_t r = col_best[l].slot[t].idx;
+        for (int32_t t = 0; t < k; ++t) {
+          const int32_t r = col_idx[size_t(l) * k + t];
           flat[size_t(start[r] + fill_at[r]++)] = l;
         }
     }
     // The arcs in row order (the simplex's block pricing walks them so); `greedy` orders them by
-    // reduced cost for the fill below.
-    std::vector<int32_t> arc_row, arc_col;
-    std::vector<KeyIndex> greedy;
-    arc_row.reserve(flat.size()), arc_col.reserve(flat.size()), greedy.reserve(flat.size());
-    simplex.reserve(int64_t(flat.size()) + na + ma);
-    for (int32_t r = 0; r < na; ++r) {
-      int32_t* first = flat.data() + start[r];
-      int32_t* last = flat.data() + start[r + 1];
-      std::sort(first, last);
-      last = std::unique(first, last);
-      const double* c = costs.matrix ? costs.matrix + int64_t(act.rows[r]) * m : nullptr;
-      for (const int32_t* it = first; it != last; ++it) {
-        const int32_t l = *it;
-        const double cost = c ? c[act.cols[l]] : cost_rows.at(act.rows[r], act.cols[l]);
-        greedy.push_back({cost - row_dual[r] - col_dual[l], int32_t(arc_row.size())});
-        arc_row.push_back(r);
-        arc_col.push_back(l);
-        add_arc(r, l, cost);
+    // reduced cost for the fill below. Each row's columns are sorted and deduplicated, then the
+    // arcs' costs and keys filled, on the threads (rows are independent); the simplex's arrays
+    // are appended in order after.
+    const int64_t per_row = std::max<int64_t>(1, int64_t(flat.size()) / na);
+    const int64_t build_grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_row);
+    std::vector<int64_t> kept(size_t(na) + 1, 0);  // row r's arcs: [kept[r], kept[r + 1])
+    parallel_for(0, na, build_grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        int32_t* first = flat.data() + start[r];
+        std::sort(first, flat.data() + start[r + 1]);
+        kept[r + 1] = std::unique(first, flat.data() + start[r + 1]) - first;
       }
-    }
+    });
+    for (int32_t r = 0; r < na; ++r) kept[r + 1] += kept[r];
+    const size_t arcs = size_t(kept[na]);
+    std::vector<int32_t> arc_row(arcs), arc_col(arcs);
+    std::vector<double> arc_cost(arcs);
+    std::vector<KeyIndex> greedy(arcs);
+    parallel_for(0, na, build_grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        const int32_t* cols = flat.data() + start[r];
+        const double* c = costs.matrix ? costs.matrix + int64_t(act.rows[r]) * m : nullptr;
+        for (int64_t e = kept[r]; e < kept[r + 1]; ++e) {
+          const int32_t l = cols[e - kept[r]];
+          const double cost = c ? c[act.cols[l]] : cost_rows.at(act.rows[r], act.cols[l]);
+          greedy[e] = {cost - row_dual[r] - col_dual[l], int32_t(e)};
+          arc_row[e] = int32_t(r);
+          arc_col[e] = l;
+          arc_cost[e] = cost;
+        }
+      }
+    });
+    simplex.reserve(int64_t(arcs) + na + ma);
+    for (size_t e = 0; e < arcs; ++e) add_arc(arc_row[e], arc_col[e], arc_cost[e]);
+    std::vector<double>().swap(arc_cost);
     // Neighbour arcs alone often cannot carry the masses (two clouds apart: every neighbour of a
     // point may lie in its own cloud). Then the restricted optimum keeps mass on the artificial
     // arcs and its big-M potentials make every pricing round add useless arcs. So make the first
