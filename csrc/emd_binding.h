@@ -39,7 +39,8 @@ EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
 
 // The checks pygan.ot makes on a dense problem, in one pass over the inputs (the Python checks,
 // which word the error, run only when this says no): a, b and M shaped as for emd_dense. True
-// when M and the weights are finite, the weights non-negative with positive totals, and (unless rescale) each pair of totals agrees to mass_tol (relative).
+// when M and the weights are finite, the weights non-negative with positive totals, and (unless
+// rescale) each pair of totals agrees to mass_tol (relative).
 bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, double mass_tol,
                          bool rescale);
 

@@ -212,9 +212,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
   const bool select = !complete && !spatial;
   std::vector<int32_t> row_idx(select ? size_t(na) * k : 0), col_idx(select ? size_t(ma) * k : 0);
   // row_order and col_order are fixed random permutations: the first entries of col_order are the
-  // sample for the rows' threshold estimates, those of row_order the columns'. (Rows are also
-  // visited in that order, which kept each column's stream of keys in random order when the
-  // columns' selection was buffered in the same pass.)
+  // sample for the rows' threshold estimates, those of row_order the columns'.
   std::vector<int32_t> row_order(select ? na : 0), col_order(select ? ma : 0);
   if (select) {
     std::mt19937 shuffle_rng(0x5e1ec7);
@@ -234,8 +232,7 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     const int32_t sample_rank = complete ? 0 : int32_t((2 * k * int64_t(sample) + ma - 1) / ma);
     std::vector<double> sampled(sample_rank > 0 && sample_rank < sample ? sample : 0);
     double local_max = 0.0;
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t r = complete ? t : row_order[t];
+    for (int64_t r = lo; r < hi; ++r) {
       const double* c = cost_rows.row(act.rows[r], buffer.data());
       if (!all_cols) {  // gather the active columns' costs: the loops below then run unit-stride
         for (int32_t l = 0; l < ma; ++l) gathered[l] = c[act.cols[l]];
