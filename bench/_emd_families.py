@@ -264,7 +264,6 @@ def _core_candidates(emd, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any) 
     ``emd_c``, pygan's extension function), to show how much of a small call the wrapper is. None
     of them is a baseline (the targets are against the public ``ot.emd2``)."""
     from pygan import _build
-    from pygan.ot._solve import _Threads
 
     rows = []
 
@@ -289,8 +288,7 @@ def _core_candidates(emd, a: np.ndarray, b: np.ndarray, M: np.ndarray, ot: Any) 
         empty = torch.empty(0, 0, dtype=torch.float64)
 
         def pygan_core(st: dict) -> None:
-            with _Threads(1):
-                st["out"] = ext.emd_dense(ta, tb, tM, -1, empty, empty)[0][0]  # the cost of problem 0
+            st["out"] = ext.emd_dense(ta, tb, tM, -1, empty, empty, 1)[0][0]  # cost of problem 0, 1 thread
 
         rows.append(emd.Candidate(PYGAN_CORE, "reference", setup, pygan_core, result))
     return rows

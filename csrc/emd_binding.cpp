@@ -23,9 +23,28 @@
 namespace pygan {
 namespace {
 
-emd::ParallelFor aten_parallel_for() {
-  return [](int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
-    at::parallel_for(begin, end, grain, body);
+// The core's ParallelFor on ATen's pool, using at most `threads` of its threads (0: all of them).
+// The cap is applied here, per call, rather than with at::set_num_threads: that would change the
+// process-wide setting every other torch op and Python thread sees, and it costs tens of
+// microseconds each way (a 64 x 64 solve takes about 200). 1 gives the core's serial loop.
+emd::ParallelFor aten_parallel_for(int64_t threads) {
+  if (threads == 1) return {};
+  return [threads](int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+    if (threads <= 0 || threads >= at::get_num_threads()) {
+      at::parallel_for(begin, end, grain, body);
+      return;
+    }
+    // At most `threads` contiguous chunks of at least `grain` items, one pool task each.
+    const int64_t count = end - begin;
+    if (count <= 0) return;
+    const int64_t chunks = std::min<int64_t>(threads, (count + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+    if (chunks <= 1) {
+      body(begin, end);
+      return;
+    }
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) body(begin + count * c / chunks, begin + count * (c + 1) / chunks);
+    });
   };
 }
 
@@ -119,7 +138,8 @@ emd::Options make_options(int64_t max_iter) {
 }  // namespace
 
 EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
-                    const at::Tensor& init_u, const at::Tensor& init_v) {
+                    const at::Tensor& init_u, const at::Tensor& init_v, int64_t threads) {
+  check(threads >= 0, "threads must be >= 0 (0: all of ATen's threads)");
   const DenseBatch d = dense_batch(a, b, M);
   const int64_t B = d.B, n = d.n, m = d.m, m_stride = d.m_stride;
   const bool warm = init_u.numel() > 0;
@@ -142,7 +162,7 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
   };
   if (B == 1) {
     emd::Options options = options_for(0);
-    options.parallel_for = aten_parallel_for();
+    options.parallel_for = aten_parallel_for(threads);
     emd::Costs costs;
     costs.matrix = pm;
     sols[0] = emd::solve(n, m, pa, pb, costs, options);
@@ -156,7 +176,8 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
     std::exception_ptr error;
     std::mutex error_mutex;
     std::atomic<int64_t> next{0};
-    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
+    const int64_t pool = at::get_num_threads();
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, threads > 0 ? std::min(threads, pool) : pool));
     at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
       // Whatever sub-range this call got, it takes problems until none is left.
       for (int64_t p = next.fetch_add(1, std::memory_order_relaxed); p < B;
@@ -192,7 +213,7 @@ EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
   costs.metric = static_cast<emd::Metric>(metric);
   costs.p = p;
   emd::Options options = make_options(max_iter);
-  options.parallel_for = aten_parallel_for();
+  options.parallel_for = aten_parallel_for(0);
   std::vector<emd::Solution> sols(1);
   sols[0] = emd::solve(n, m, a.data_ptr<double>(), b.data_ptr<double>(), costs, options);
   return pack(sols, n, m);

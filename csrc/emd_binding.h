@@ -23,9 +23,11 @@ struct EmdResult {
 // a [B, n] or [n], b [B, m] or [m], M [B, n, m], or [1, n, m] or [n, m]: contiguous float64 CPU
 // tensors; a 1-D weight vector, a batch of 1 or a 2-D M is shared by the B problems. B > 1 solves
 // the problems in parallel (one per thread); B == 1 parallelises inside the one problem.
-// init_u [B, n], init_v [B, m]: a warm start (emd::Options), or empty tensors.
+// init_u [B, n], init_v [B, m]: a warm start (emd::Options), or empty tensors. threads: how many
+// of ATen's threads to use (0: all of at::get_num_threads(); 1: the calling thread alone); the
+// process-wide setting is left as it is.
 EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
-                    const at::Tensor& init_u, const at::Tensor& init_v);
+                    const at::Tensor& init_u, const at::Tensor& init_v, int64_t threads = 0);
 
 // a [n], b [m]; rows, cols [k] int64 and costs [k] float64: the only arcs that exist (no
 // duplicates, indices in range; checked by pygan.ot). Costs must be finite.

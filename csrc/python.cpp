@@ -75,8 +75,8 @@ EmdTuple as_tuple(const pygan::EmdResult& r) {
 }
 
 EmdTuple emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, int64_t max_iter,
-                   const at::Tensor& init_u, const at::Tensor& init_v) {
-  return as_tuple(pygan::emd_dense(a, b, M, max_iter, init_u, init_v));
+                   const at::Tensor& init_u, const at::Tensor& init_v, int64_t threads) {
+  return as_tuple(pygan::emd_dense(a, b, M, max_iter, init_u, init_v, threads));
 }
 
 EmdTuple emd_sparse(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rows, const at::Tensor& cols,
@@ -116,8 +116,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The exact EMD solver (csrc/emd/). Returns (cost [B], u [B, n], v [B, m], status [B],
   // iterations [B], rounds [B], offsets [B + 1], rows, cols, values, certificate [B, 3]); pygan.ot
   // wraps it.
-  m.def("emd_dense", &emd_dense, "exact EMD of B problems with dense costs [B, n, m]",
-        py::call_guard<py::gil_scoped_release>());
+  m.def("emd_dense", &emd_dense, "exact EMD of B problems with dense costs [B, n, m] on `threads` of ATen's threads (0: all)",
+        py::arg("a"), py::arg("b"), py::arg("M"), py::arg("max_iter"), py::arg("init_u"), py::arg("init_v"),
+        py::arg("threads") = 0, py::call_guard<py::gil_scoped_release>());
   m.def("emd_sparse", &emd_sparse, "exact EMD over a list of arcs (sparse costs)",
         py::call_guard<py::gil_scoped_release>());
   m.def("emd_points", &emd_points, "exact EMD between point clouds, costs computed on the fly",

@@ -95,12 +95,47 @@ def test_batch_same_answers_for_any_thread_count(threads):
     assert log["status"] == ["optimal"] * 16
 
 
-def test_thread_count_restored():
+def test_thread_count_never_touched(monkeypatch):
+    # numThreads caps the solve's threads inside the core: torch's process-wide setting is neither
+    # changed nor restored (another Python thread would see the change).
     a, b, M = problem(B=4)
     before = torch.get_num_threads()
+
+    def refuse(n):
+        raise AssertionError(f"torch.set_num_threads({n}) called by pygan.ot")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
     pg.emd2(a, b, M, numThreads=1)
+    pg.emd2(a, b, M, numThreads=before + 3)  # more than torch has: all of them
     pg.emd(a[0].numpy(), b[0].numpy(), M[0].numpy(), numThreads=2)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2, 5])
+def test_one_large_problem_same_answer_for_any_thread_cap(threads):
+    # Above 128 x 128 pairs the single problem's pricing passes run on the threads (in at most
+    # `threads` chunks); every cap gives the same optimum.
+
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.rand(300, 2, generator=g), torch.rand(260, 2, generator=g) + 0.5
+    M = torch.cdist(x, y).double().contiguous()
+    a = torch.rand(300, generator=g, dtype=torch.float64) + 0.1
+    b = torch.rand(260, generator=g, dtype=torch.float64) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    empty = torch.empty(0, 0, dtype=torch.float64)
+    ref = _build.module().emd_dense(a, b, M, -1, empty, empty)
+    got = _build.module().emd_dense(a, b, M, -1, empty, empty, threads)
+    assert got[3].tolist() == [1]  # optimal
+    assert float(got[0]) == pytest.approx(float(ref[0]), rel=1e-12)
+    assert float(got[0]) == pytest.approx(float(pg.emd2(a, b, M, numThreads=max(threads, 1))), rel=1e-12)
+
+
+def test_binding_refuses_a_negative_thread_count():
+
+    a, b, M = problem(B=1)
+    empty = torch.empty(0, 0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="threads"):
+        _build.module().emd_dense(a[0], b[0], M[0], -1, empty, empty, -1)
 
 
 def test_multi_histogram_uses_the_checked_path():

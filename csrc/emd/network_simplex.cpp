@@ -65,6 +65,9 @@ void TransportSimplex::start_from_forest(const std::vector<int64_t>& given) {
     bad.clear();
     build_forest(basis, masses, bad);
     if (bad.empty()) break;
+    // The dropped arcs leave the tree: build_forest resets only the artificial arcs' flags, and a
+    // real arc still flagged would be skipped by every entering search from then on.
+    for (const int64_t k : bad) in_tree_[nodes_ + k] = 0, flow_[nodes_ + k] = 0.0;
     std::sort(bad.begin(), bad.end());
     basis.erase(std::remove_if(basis.begin(), basis.end(),
                                [&](int64_t k) { return std::binary_search(bad.begin(), bad.end(), k); }),
@@ -514,6 +517,14 @@ void TransportSimplex::check_tree() const {
     const bool from_w = src_[e] == w && tgt_[e] == par, to_w = src_[e] == par && tgt_[e] == w;
     if (!(from_w || to_w) || bool(up_[w]) != from_w) fail("pred/up", w);
   }
+  // Flow only on tree arcs (the plan is read from them: tree_real_arcs()), and exactly the pred
+  // arcs flagged as in the tree (a stray flag would keep an arc out of every entering search).
+  int32_t flagged = 0;
+  for (size_t e = 0; e < src_.size(); ++e) {
+    flagged += in_tree_[e];
+    if (e >= size_t(nodes_) && !in_tree_[e] && flow_[e] != 0.0) fail("flow on a non-tree arc", int32_t(e - nodes_));
+  }
+  if (flagged != nodes_) fail("arcs flagged in the tree != nodes", flagged);
   // Subtree sizes by reverse thread order (children after parents).
   std::vector<int32_t> order(N);
   for (int32_t w = 0; w < N; ++w) order[pos[w]] = w;

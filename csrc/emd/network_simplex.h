@@ -120,6 +120,16 @@ class TransportSimplex {
   int32_t arc_col(int64_t k) const { return tgt_[nodes_ + k] - n_; }
   double arc_cost(int64_t k) const { return cost_[nodes_ + k]; }
   double arc_flow(int64_t k) const { return flow_[nodes_ + k]; }
+  // The real arcs of the spanning tree (0-based among the real arcs, in node order), at most
+  // n + m of them: the only ones that can carry flow, since a non-tree arc sits at its lower
+  // bound (a leaving arc's flow drops to exactly 0: it is the cycle's minimum, subtracted from
+  // itself). The plan is read from these instead of a scan of every arc (128 x 128 complete:
+  // 16384 flows, about 20 us of a 0.2 ms start).
+  void tree_real_arcs(std::vector<int64_t>& out) const {
+    out.clear();
+    for (int32_t u = 0; u < nodes_; ++u)
+      if (pred_[u] >= nodes_) out.push_back(int64_t(pred_[u]) - nodes_);
+  }
   // The real arcs' costs, in arc order (arc_cost(k) == real_costs()[k]).
   const double* real_costs() const { return cost_.data() + nodes_; }
   // Adds a constant to every potential (reduced costs do not change) so that row 0's is zero: keeps

@@ -477,7 +477,9 @@ Solution solve(int64_t n, int64_t m, const double* a, const double* b, const Cos
     double flow;
   };
   std::vector<Entry> entries;
-  for (int64_t e = 0; e < sol.arcs; ++e)
+  std::vector<int64_t> basic;
+  simplex.tree_real_arcs(basic);  // flow sits on tree arcs only
+  for (const int64_t e : basic)
     if (simplex.arc_flow(e) > 0) entries.push_back({simplex.arc_row(e), simplex.arc_col(e), simplex.arc_flow(e)});
   if (sol.status == Status::IterationLimit) {
     // Stopped early: mass may still sit on the artificial arcs. Route it over real pairs (a

@@ -33,7 +33,7 @@ def _tensor(x, name: str) -> tuple[torch.Tensor, bool]:
 def _cpu64(t: torch.Tensor) -> torch.Tensor:
     """t as a float64 CPU tensor outside autograd: t itself when it is one already (the checks cost
     less than the no-op conversions, a microsecond or two per argument of a small solve)."""
-    if t.dtype is torch.float64 and t.device.type == "cpu" and not t.requires_grad:
+    if t.dtype is torch.float64 and t.is_cpu and not t.requires_grad:
         return t
     return t.detach().to("cpu", torch.float64)
 

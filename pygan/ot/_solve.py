@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from pygan import _build
@@ -97,22 +98,6 @@ def _finish(raw) -> _Solved:
     return _Solved(cost, u, v, names, iterations, cert, offsets, rows, cols, values)
 
 
-class _Threads:
-    """Runs a block with torch's intra-op thread count set to ``threads`` (None: unchanged)."""
-
-    def __init__(self, threads: int | None):
-        self.threads, self.saved = threads, None
-
-    def __enter__(self):
-        if self.threads is not None and self.threads != torch.get_num_threads():
-            self.saved = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            torch.set_num_threads(self.saved)
-
-
 _EMPTY = torch.empty(0, 0, dtype=torch.float64)
 
 
@@ -120,29 +105,40 @@ def _solve_dense(a64: torch.Tensor, b64: torch.Tensor, M64: torch.Tensor, max_it
                  init: tuple[torch.Tensor, torch.Tensor] | None = None, threads: int | None = None) -> _Solved:
     """a64 [B, n] or [n], b64 [B, m] or [m], M64 [B, n, m], [1, n, m] or [n, m]: float64 contiguous
     CPU tensors (a 1-D weight vector, a batch of 1 or a 2-D M is shared by the B problems).
-    init: warm-start duals ([B, n], [B, m]) or None; threads: CPU threads (None: torch's setting)."""
+    init: warm-start duals ([B, n], [B, m]) or None; threads: CPU threads (None: all of torch's,
+    ``torch.get_num_threads()``). The core takes the count itself: torch's process-wide setting is
+    never changed (``torch.set_num_threads`` would race with other Python threads and costs tens
+    of microseconds each way, a good part of a small solve)."""
     if _build.load():
         init_u, init_v = init if init is not None else (_EMPTY, _EMPTY)
-        with _Threads(threads):
-            return _finish(_build.module().emd_dense(a64, b64, M64, max_iter, init_u, init_v))
+        return _finish(_build.module().emd_dense(a64, b64, M64, max_iter, init_u, init_v, threads or 0))
     a64, b64, M64 = a64.reshape(-1, a64.shape[-1]), b64.reshape(-1, b64.shape[-1]), M64.reshape(-1, *M64.shape[-2:])
     B = max(a64.shape[0], b64.shape[0], M64.shape[0])
     a64, b64, M64 = a64.expand(B, -1), b64.expand(B, -1), M64.expand(B, -1, -1)
     return _pack_reference([(a64[p], b64[p] * (a64[p].sum() / b64[p].sum()), M64[p]) for p in range(B)])
 
 
-def _solve_sparse(a64, b64, rows, cols, costs, max_iter: int, threads: int | None = None) -> _Solved:
-    """One problem over the listed arcs only (rows, cols int64 [k], costs float64 [k])."""
+def _solve_sparse(a64, b64, rows, cols, costs, max_iter: int) -> _Solved:
+    """One problem over the listed arcs only (rows, cols int64 [k], costs float64 [k]), solved on
+    the calling thread (a single simplex run: nothing to spread over threads)."""
     if not _build.load():
         raise RuntimeError("pygan.ot: a sparse M needs the compiled extension (no reference fallback)")
-    with _Threads(threads):
-        return _finish(_build.module().emd_sparse(a64, b64, rows, cols, costs, max_iter))
+    return _finish(_build.module().emd_sparse(a64, b64, rows, cols, costs, max_iter))
 
 
 def _dense_plan(s: _Solved, p: int, n: int, m: int) -> torch.Tensor:
     lo, hi = int(s.offsets[p]), int(s.offsets[p + 1])
     plan = torch.zeros(n, m, dtype=torch.float64)
     plan[s.rows[lo:hi], s.cols[lo:hi]] = s.values[lo:hi]
+    return plan
+
+
+def _dense_plan_numpy(s: _Solved, p: int, n: int, m: int, dtype) -> np.ndarray:
+    """Problem p's plan as a numpy array of ``dtype`` (numpy's scatter costs a few microseconds
+    where torch's zeros and index_put cost tens: a good part of a 64 x 64 ``emd`` call)."""
+    lo, hi = int(s.offsets[p]), int(s.offsets[p + 1])
+    plan = np.zeros((n, m), dtype=dtype)
+    plan[s.rows.numpy()[lo:hi], s.cols.numpy()[lo:hi]] = s.values.numpy()[lo:hi]
     return plan
 
 

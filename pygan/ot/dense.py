@@ -3,13 +3,12 @@ cost; batched, multi-histogram, differentiable)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from pygan.ot import _sparse
 from pygan.ot._convert import (_balanced, _check_finite, _check_threads, _cpu64, _inputs_ok, _iter_limit,
                                _result_dtype, _tensor, _warm_start, _weight_tensors, _weights)
-from pygan.ot._solve import _dense_plan, _Envelope, _log, _solve_dense, _solve_sparse, _sparse_plan
+from pygan.ot._solve import _dense_plan, _dense_plan_numpy, _Envelope, _log, _solve_dense, _solve_sparse, _sparse_plan
 
 
 def _prepare_dense(a, b, M, batched: bool, mass_tol, rescale, multi: bool = False):
@@ -49,12 +48,12 @@ def _prepare_dense(a, b, M, batched: bool, mass_tol, rescale, multi: bool = Fals
     return Mt, was_numpy, M64, a64, b64, B or 1
 
 
-def _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads):
+def _sparse_solve(a, b, M, max_iter, mass_tol, rescale):
     rows, cols, costs, (n, m), kind = _sparse.arcs(M)
     a64 = _weights(a, "a", n, None, "rows of M").contiguous()
     b64 = _weights(b, "b", m, None, "columns of M").contiguous()
     _balanced(a64, b64, mass_tol, rescale)
-    return _solve_sparse(a64, b64, rows, cols, costs, max_iter, threads), (n, m), kind, (rows, cols)
+    return _solve_sparse(a64, b64, rows, cols, costs, max_iter), (n, m), kind, (rows, cols)
 
 
 def _flows_on_arcs(solved, arcs, m: int) -> torch.Tensor:
@@ -109,7 +108,7 @@ def emd(a, b, M, numItermax=None, log: bool = False, center_dual: bool = True, n
     threads = _check_threads(numThreads)
     rescale = rescale or not check_marginals
     if _sparse.is_sparse(M):
-        solved, (n, m), kind, _ = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
+        solved, (n, m), kind, _ = _sparse_solve(a, b, M, max_iter, mass_tol, rescale)
         was_numpy = kind == "scipy"
         device = M.device if kind == "torch" else torch.device("cpu")
         dtype = torch.float64 if was_numpy else _result_dtype(M, *(t for t in (a, b) if isinstance(t, torch.Tensor)))
@@ -121,10 +120,10 @@ def emd(a, b, M, numItermax=None, log: bool = False, center_dual: bool = True, n
     dtype = _result_dtype(Mt, *(t for t in (a, b) if isinstance(t, torch.Tensor)))
     if sparse:
         plan = _sparse_plan(solved, 0, n, m, dtype, Mt.device)
+    elif was_numpy:
+        plan = _dense_plan_numpy(solved, 0, n, m, Mt.numpy().dtype)
     else:
-        plan = _dense_plan(solved, 0, n, m)
-        plan = plan.numpy().astype(Mt.numpy().dtype if was_numpy else np.float64) if was_numpy \
-            else plan.to(Mt.device, dtype)
+        plan = _dense_plan(solved, 0, n, m).to(Mt.device, dtype)
     if not log:
         return plan
     return plan, _log(solved, 0, was_numpy, Mt.device, dtype)
@@ -161,7 +160,7 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
     rescale = rescale or not check_marginals
     log = log or return_matrix
     if _sparse.is_sparse(M):
-        solved, (n, m), kind, arcs = _sparse_solve(a, b, M, max_iter, mass_tol, rescale, threads)
+        solved, (n, m), kind, arcs = _sparse_solve(a, b, M, max_iter, mass_tol, rescale)
         was_numpy = kind == "scipy"
         device = M.device if kind == "torch" else torch.device("cpu")
         tensors = _weight_tensors(a, b)
@@ -185,10 +184,11 @@ def emd2(a, b, M, processes=1, numItermax=None, log: bool = False, return_matrix
     dtype = _result_dtype(Mt, *tensors)
     if multi:
         return _multi_results(solved, Mt, was_numpy, dtype, tensors[0], log, return_matrix)
-    cost = solved.cost[0] if single else solved.cost
     if was_numpy:  # a numpy scalar / array in the inputs' dtype, as POT returns
-        result = solved.cost.to(dtype).numpy()[0 if single else ()]
+        result = (solved.cost if dtype is torch.float64 else solved.cost.to(dtype)).numpy()[0 if single else ()]
     else:
+        cost = solved.cost[0] if single else solved.cost
+
         def plan_fn():
             return torch.stack([_dense_plan(solved, p, n, m) for p in range(B)])
 
