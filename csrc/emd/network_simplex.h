@@ -196,6 +196,17 @@ class TransportSimplex {
   int32_t block_rows_ = 1;
   int32_t next_row_ = 0;
   std::vector<double> row_key_;
+  // Per real arc, the parts of its key that change only when it enters or leaves the tree:
+  // c + kRelTol |c|, plus 2 * kBigScore while it is in the tree (kept by set_complete_key()).
+  std::vector<double> arc_key_;
+  std::vector<double> col_key_;  // per search: the columns' part, kRelTol |pi_c| - pi_c
+  double complete_arc_key(size_t e) const {
+    const double c = cost_[e];
+    return c + kRelTol * std::fabs(c) + (in_tree_[e] ? 2 * kBigScore : 0.0);
+  }
+  void set_complete_key(size_t e) {
+    if (complete_ && e >= size_t(nodes_)) arc_key_[e - nodes_] = complete_arc_key(e);
+  }
 };
 
 }  // namespace pygan::emd
