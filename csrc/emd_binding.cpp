@@ -15,6 +15,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "emd/emd.h"
@@ -269,6 +270,20 @@ bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Ten
     if (!rescale && std::fabs(sa - sb) / std::max(sa, sb) > mass_tol) return false;
   }
   return true;
+}
+
+std::tuple<double, int64_t> emd2_single(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M,
+                                        double mass_tol, bool rescale, int64_t threads) {
+  check(a.dim() == 1 && b.dim() == 1 && M.dim() == 2, "emd2_single takes a [n], b [m] and M [n, m]");
+  check(threads >= 0, "threads must be >= 0 (0: all of ATen's threads)");
+  if (!emd_dense_inputs_ok(a, b, M, mass_tol, rescale)) return {0.0, -1};
+  emd::Options options = make_options(-1);
+  options.parallel_for = aten_parallel_for(threads);
+  emd::Costs costs;
+  costs.matrix = M.data_ptr<double>();
+  // The solve keeps its plan and duals (the certificate needs them); only the cost is returned.
+  const emd::Solution sol = emd::solve(M.size(0), M.size(1), a.data_ptr<double>(), b.data_ptr<double>(), costs, options);
+  return {sol.cost, static_cast<int64_t>(sol.status)};
 }
 
 Emd1dResult emd_1d(const at::Tensor& x, const at::Tensor& y, const at::Tensor& wx, const at::Tensor& wy,

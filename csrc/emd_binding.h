@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <tuple>
 
 namespace pygan {
 
@@ -45,6 +46,13 @@ EmdResult emd_points(const at::Tensor& a, const at::Tensor& b, const at::Tensor&
 // rescale) each pair of totals agrees to mass_tol (relative).
 bool emd_dense_inputs_ok(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M, double mass_tol,
                          bool rescale);
+
+// The cost of one dense problem (a [n], b [m], M [n, m], as for emd_dense) and its emd::Status as
+// an int; status -1 (and no solve) when the inputs fail emd_dense_inputs_ok, whose caller then
+// takes the checked path that words the error. pygan.ot.emd2's path for a plain single call: no
+// plan, duals or certificate tensors are packed.
+std::tuple<double, int64_t> emd2_single(const at::Tensor& a, const at::Tensor& b, const at::Tensor& M,
+                                        double mass_tol, bool rescale, int64_t threads);
 
 // The sorted 1-D matchings of B columns (csrc/emd/sorted_1d.h).
 struct Emd1dResult {

@@ -126,6 +126,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("emd_dense_inputs_ok", &pygan::emd_dense_inputs_ok,
         "one pass over a dense problem's inputs: finite, non-negative, balanced (pygan.ot words the errors)",
         py::call_guard<py::gil_scoped_release>());
+  m.def("emd2_single", &pygan::emd2_single,
+        "(cost, status) of one dense problem; status -1: the inputs failed the checks (nothing solved)",
+        py::call_guard<py::gil_scoped_release>());
   // Sorted 1-D matchings of B columns: (cost [B], offsets [B + 1], rows, cols, values).
   m.def("emd_1d", &emd_1d, "exact 1-D OT of B columns by sorting and a linear merge",
         py::call_guard<py::gil_scoped_release>());

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pygan import _build
 from pygan import ot as pg
@@ -219,3 +221,123 @@ def test_reference_fallback_takes_the_shared_shapes(case, monkeypatch):
     monkeypatch.setattr(_build, "load", lambda: False)
     got = pg.emd2(*args)
     np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), rtol=1e-9)
+
+
+def _general_only(monkeypatch):
+    """Makes the plain single-problem path refuse, so emd2 takes the general one."""
+    from pygan.ot import dense
+
+    monkeypatch.setattr(dense, "_plain_single", lambda a, b, M: None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), m=st.integers(1, 40), seed=st.integers(0, 2**31 - 1),
+       kind=st.sampled_from(["numpy", "torch", "torch_noncontig", "numpy_fortran"]),
+       zero_rows=st.booleans())
+def test_plain_single_call_equals_the_general_path(n, m, seed, kind, zero_rows):
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, m)
+    if zero_rows and n > 1:
+        a[rng.integers(0, n)] = 0.0
+    a, b = a / a.sum(), b / b.sum()
+    M = rng.uniform(0.0, 10.0, (n, m)) ** rng.uniform(0.5, 3.0)
+    if kind == "numpy_fortran":
+        M = np.asfortranarray(M)
+    args = (a, b, M) if kind.startswith("numpy") else tuple(torch.from_numpy(x) for x in (a, b, M))
+    if kind == "torch_noncontig":
+        args = (args[0], args[1], args[2].T.contiguous().T)
+    plain = pg.emd2(*args)
+    with pytest.MonkeyPatch.context() as mp:
+        _general_only(mp)
+        general = pg.emd2(*args)
+    assert type(plain) is type(general)
+    assert float(plain) == float(general)  # the same core, the same arithmetic
+    if isinstance(plain, torch.Tensor):
+        assert plain.dtype == general.dtype and plain.shape == general.shape and plain.grad_fn is None
+
+
+def test_plain_single_call_skips_the_general_path(monkeypatch):
+    from pygan.ot import dense
+
+    a, b, M = problem(n=7, m=6, seed=11)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(dense, "_solve_dense", refuse)
+    for args in ((a[0], b[0], M[0]), (a[0].numpy(), b[0].numpy(), M[0].numpy())):
+        pg.emd2(*args)
+        pg.emd2(*args, numThreads=1)
+
+
+@pytest.mark.parametrize("variant", ["log", "return_matrix", "numItermax", "float32", "grad", "batched",
+                                     "uniform_none", "list", "potentials_init", "sparse"])
+def test_other_calls_take_the_general_path(variant, monkeypatch):
+    from pygan.ot import dense
+
+    a, b, M = (x[0] for x in problem(n=6, m=5, seed=12))
+    calls = []
+    real = dense._solve_dense
+    monkeypatch.setattr(dense, "_solve_dense", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    kwargs = {}
+    if variant == "log":
+        kwargs["log"] = True
+    elif variant == "return_matrix":
+        kwargs["return_matrix"] = True
+    elif variant == "numItermax":
+        kwargs["numItermax"] = 10**6
+    elif variant == "float32":
+        M = M.float()
+    elif variant == "grad":
+        M = M.clone().requires_grad_()
+    elif variant == "batched":
+        a, b, M = a[None], b[None], M[None]
+    elif variant == "uniform_none":
+        a = b = None
+    elif variant == "list":
+        a, b, M = a.tolist(), b.tolist(), M.tolist()
+    elif variant == "potentials_init":
+        kwargs["potentials_init"] = (torch.zeros(6, dtype=F64), torch.zeros(5, dtype=F64))
+    if variant == "sparse":
+        out = pg.emd2(a, b, M.to_sparse())
+        assert calls == []  # a sparse M has its own solver
+    else:
+        out = pg.emd2(a, b, M, **kwargs)
+        assert calls == [1]
+    cost = out[0] if isinstance(out, tuple) else out
+    a0, b0, M0 = (x[0] for x in problem(n=6, m=5, seed=12))
+    if variant == "uniform_none":
+        a0, b0 = torch.full((6,), 1 / 6, dtype=F64), torch.full((5,), 1 / 5, dtype=F64)
+    assert float(cost) == pytest.approx(float(pg.emd2(a0, b0, M0)), rel=1e-6)
+
+
+def test_plain_path_leaves_bad_input_and_warnings_to_the_general_path():
+    a, b, M = (x[0].numpy() for x in problem(n=5, m=4, seed=13))
+    with pytest.raises(ValueError, match="masses"):
+        pg.emd2(a, b * 2.0, M)
+    bad = M.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="M"):
+        pg.emd2(a, b, bad)
+    with pytest.raises(ValueError, match="a"):
+        pg.emd2(-a, b, M)
+    # A status other than optimal sends the call to the general path, which warns with the
+    # certificate's figures (the statuses themselves: test_emd_pot_compat.py).
+    from pygan.ot import dense
+
+    real_module = _build.module()
+
+    class Imprecise:
+        def __getattr__(self, name):
+            return getattr(real_module, name)
+
+        def emd2_single(self, *args):
+            return 0.0, 4
+
+    calls = []
+    real_solve = dense._solve_dense
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_build, "module", lambda: Imprecise())
+        mp.setattr(dense, "_solve_dense", lambda *args, **kw: calls.append(1) or real_solve(*args, **kw))
+        cost = pg.emd2(a, b, M)
+    assert calls == [1] and cost == pytest.approx(float(pg.emd2(a, b, M)), rel=1e-12) and cost > 0
