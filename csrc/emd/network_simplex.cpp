@@ -87,14 +87,14 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
   std::vector<double> mass(masses);
   // Forest adjacency (CSR): node -> arcs.
   std::vector<int32_t> start(N + 1, 0), adj(2 * basis.size());
-  for (const int64_t k : basis) ++start[src_[nodes_ + k] + 1], ++start[tgt_[nodes_ + k] + 1];
+  for (const int64_t k : basis) ++start[src(nodes_ + k) + 1], ++start[tgt(nodes_ + k) + 1];
   for (int32_t u = 0; u < N; ++u) start[u + 1] += start[u];
   {
     std::vector<int32_t> fill(start.begin(), start.end() - 1);
     for (const int64_t k : basis) {
       const int32_t e = int32_t(nodes_ + k);
-      adj[fill[src_[e]]++] = e;
-      adj[fill[tgt_[e]]++] = e;
+      adj[fill[src(e)]++] = e;
+      adj[fill[tgt(e)]++] = e;
     }
   }
   for (int32_t u = 0; u < N; ++u) flow_[u] = 0.0, in_tree_[u] = 0;
@@ -116,7 +116,7 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
       net += mass[u];
       if (u < n_) { if (a_row < 0) a_row = u; } else if (a_col < 0) a_col = u;
       for (int32_t t = start[u]; t < start[u + 1]; ++t) {
-        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        const int32_t e = adj[t], se = src(e), w = se == u ? tgt(e) : se;
         if (!seen[w]) seen[w] = 1, stack.push_back(w);
       }
     }
@@ -139,12 +139,12 @@ void TransportSimplex::build_forest(const std::vector<int64_t>& basis, const std
       rev_thread_[u] = last;
       last = u;
       for (int32_t t = start[u]; t < start[u + 1]; ++t) {
-        const int32_t e = adj[t], w = src_[e] == u ? tgt_[e] : src_[e];
+        const int32_t e = adj[t], se = src(e), w = se == u ? tgt(e) : se;
         if (seen[w] == 3) continue;
         seen[w] = 3;
         parent_[w] = u;
         pred_[w] = e;
-        up_[w] = src_[e] == w;  // the arc runs w -> u (w a row)
+        up_[w] = src(e) == w;  // the arc runs w -> u (w a row)
         in_tree_[e] = 1;
         stack.push_back(w);
       }
@@ -200,6 +200,7 @@ double TransportSimplex::artificial_flow() const {
 // and take the most violating arc of the first block that has one.
 int64_t TransportSimplex::find_entering() {
   if (complete_) return find_entering_complete();
+  if (implicit_from_ < kNoImplicit) store_endpoints();  // the block scan reads src_ and tgt_
   // With no big-M arc left in the tree every node has the same level, so the level test can
   // never reject an arc: the scan skips its two lookups per arc (2-D clouds, 20000 x 20000 on 2
   // threads: 18.5-19.4 s to 17.1 s, the same 713513 pivots).
@@ -208,7 +209,7 @@ int64_t TransportSimplex::find_entering() {
 
 template <bool kLevels>
 int64_t TransportSimplex::find_entering_scan() {
-  const int64_t first = nodes_, end = static_cast<int64_t>(src_.size());
+  const int64_t first = nodes_, end = static_cast<int64_t>(cost_.size());
   const int64_t count = end - first;
   if (count <= 0) return -1;
   const int64_t block = std::min<int64_t>(count, std::max<int64_t>(16, std::llround(std::sqrt(double(count)))));
@@ -252,22 +253,31 @@ int64_t TransportSimplex::find_entering_scan() {
 
 double* TransportSimplex::add_complete_arcs() {
   const size_t first = size_t(nodes_), total = first + size_t(n_) * m_;
-  src_.resize(total);
-  tgt_.resize(total);
   cost_.resize(total);
   flow_.resize(total, 0.0);
   in_tree_.resize(total, 0);
-  for (int32_t r = 0; r < n_; ++r) {
-    int32_t* s = src_.data() + first + size_t(r) * m_;
-    int32_t* t = tgt_.data() + first + size_t(r) * m_;
-    for (int32_t l = 0; l < m_; ++l) s[l] = r, t[l] = n_ + l;
-  }
+  implicit_from_ = int64_t(first);  // endpoints from the index: src(), tgt()
   return cost_.data() + first;
+}
+
+void TransportSimplex::store_endpoints() {
+  const int64_t first = implicit_from_, total = int64_t(cost_.size());
+  if (first >= total) {
+    implicit_from_ = kNoImplicit;
+    return;
+  }
+  src_.resize(size_t(total));
+  tgt_.resize(size_t(total));
+  for (int64_t e = first; e < total; ++e) src_[e] = src(e), tgt_[e] = tgt(e);
+  implicit_from_ = kNoImplicit;
 }
 
 void TransportSimplex::use_complete_pricing(double max_abs_cost) {
   complete_ = real_arcs() == int64_t(n_) * m_ && max_abs_cost * 4.0 * (nodes_ + 1) < 1e-4 * kBigScore;
-  if (!complete_) return;
+  if (!complete_) {
+    store_endpoints();  // the general search reads them
+    return;
+  }
   // Twice find_entering's block: a vectorised scan costs less per arc, and the better entering
   // arcs of the larger block save more pivots than the extra scanning costs (2-D clouds, random
   // weights, squared Euclidean costs, one process alternating: 128 x 128 from 807 to 688 pivots
@@ -536,13 +546,13 @@ void TransportSimplex::check_tree() const {
     const int32_t par = parent_[w], e = pred_[w];
     if (pos[par] >= pos[w]) fail("parent after child in thread", w);
     if (!in_tree_[e]) fail("pred arc not in tree", w);
-    const bool from_w = src_[e] == w && tgt_[e] == par, to_w = src_[e] == par && tgt_[e] == w;
+    const bool from_w = src(e) == w && tgt(e) == par, to_w = src(e) == par && tgt(e) == w;
     if (!(from_w || to_w) || bool(up_[w]) != from_w) fail("pred/up", w);
   }
   // Flow only on tree arcs (the plan is read from them: tree_real_arcs()), and exactly the pred
   // arcs flagged as in the tree (a stray flag would keep an arc out of every entering search).
   int32_t flagged = 0;
-  for (size_t e = 0; e < src_.size(); ++e) {
+  for (size_t e = 0; e < cost_.size(); ++e) {
     flagged += in_tree_[e];
     if (e >= size_t(nodes_) && !in_tree_[e] && flow_[e] != 0.0) fail("flow on a non-tree arc", int32_t(e - nodes_));
   }
@@ -564,7 +574,7 @@ void TransportSimplex::check_tree() const {
 }
 
 bool TransportSimplex::pivot(int64_t in_arc) {
-  const int32_t p = src_[in_arc], q = tgt_[in_arc];
+  const int32_t p = src(in_arc), q = tgt(in_arc);
   const int32_t join = find_join(p, q);
   double delta;
   bool on_p_side;

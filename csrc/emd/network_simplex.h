@@ -83,6 +83,7 @@ class TransportSimplex {
   }
 
   void add_arc(int32_t row, int32_t col, double cost) {
+    if (implicit_from_ < kNoImplicit) store_endpoints();
     src_.push_back(row);
     tgt_.push_back(n_ + col);
     cost_.push_back(cost);
@@ -108,7 +109,7 @@ class TransportSimplex {
 
   int32_t rows() const { return n_; }
   int32_t cols() const { return m_; }
-  int64_t real_arcs() const { return static_cast<int64_t>(src_.size()) - nodes_; }
+  int64_t real_arcs() const { return static_cast<int64_t>(cost_.size()) - nodes_; }
   // Row r's potential is level(r) * M + pi(r), column c's level(n + c) * M + pi(n + c) (M symbolic):
   // reduced cost = cost + pi(r) - pi(n + c) when the levels agree.
   const double* potentials() const { return pi_.data(); }
@@ -116,8 +117,8 @@ class TransportSimplex {
   // Recomputes every potential from the tree's arcs (exact up to one rounding per tree edge).
   void refresh_potentials();
   // Real arc k (0-based among the real arcs).
-  int32_t arc_row(int64_t k) const { return src_[nodes_ + k]; }
-  int32_t arc_col(int64_t k) const { return tgt_[nodes_ + k] - n_; }
+  int32_t arc_row(int64_t k) const { return src(nodes_ + k); }
+  int32_t arc_col(int64_t k) const { return tgt(nodes_ + k) - n_; }
   double arc_cost(int64_t k) const { return cost_[nodes_ + k]; }
   double arc_flow(int64_t k) const { return flow_[nodes_ + k]; }
   // The real arcs of the spanning tree (0-based among the real arcs, in node order), at most
@@ -178,6 +179,15 @@ class TransportSimplex {
   int32_t n_, m_, nodes_, root_;
   // Arcs (artificial ones first).
   std::vector<int32_t> src_, tgt_;
+  // Arcs from implicit_from_ on are the complete block (add_complete_arcs): arc nodes_ + r * m + l
+  // runs row r -> column l, so their endpoints follow from the index and are not stored (8 bytes
+  // an arc neither written nor read; 128 x 128: 128 KB). store_endpoints() writes them out where
+  // the general search needs them (use_complete_pricing declining) or more arcs arrive.
+  static constexpr int64_t kNoImplicit = INT64_MAX;
+  int64_t implicit_from_ = kNoImplicit;
+  int32_t src(int64_t e) const { return e < implicit_from_ ? src_[e] : int32_t((e - implicit_from_) / m_); }
+  int32_t tgt(int64_t e) const { return e < implicit_from_ ? tgt_[e] : n_ + int32_t((e - implicit_from_) % m_); }
+  void store_endpoints();
   std::vector<double> cost_, flow_;
   std::vector<uint8_t> in_tree_;
   // Spanning tree, per node (root included).
