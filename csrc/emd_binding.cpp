@@ -24,21 +24,28 @@
 namespace pygan {
 namespace {
 
-// The core's ParallelFor on ATen's pool, using at most `threads` of its threads (0: all of them).
+// How many of ATen's threads a call with the binding's `threads` argument uses (0: all of them).
+int64_t thread_cap(int64_t threads) {
+  const int64_t pool = at::get_num_threads();
+  return threads > 0 ? std::min(threads, pool) : pool;
+}
+
+// The core's ParallelFor on ATen's pool, using at most thread_cap(threads) of its threads.
 // The cap is applied here, per call, rather than with at::set_num_threads: that would change the
 // process-wide setting every other torch op and Python thread sees, and it costs tens of
 // microseconds each way (a 64 x 64 solve takes about 200). 1 gives the core's serial loop.
 emd::ParallelFor aten_parallel_for(int64_t threads) {
   if (threads == 1) return {};
   return [threads](int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
-    if (threads <= 0 || threads >= at::get_num_threads()) {
+    const int64_t cap = thread_cap(threads);
+    if (cap == at::get_num_threads()) {
       at::parallel_for(begin, end, grain, body);
       return;
     }
-    // At most `threads` contiguous chunks of at least `grain` items, one pool task each.
+    // At most `cap` contiguous chunks of at least `grain` items, one pool task each.
     const int64_t count = end - begin;
     if (count <= 0) return;
-    const int64_t chunks = std::min<int64_t>(threads, (count + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+    const int64_t chunks = std::min<int64_t>(cap, (count + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
     if (chunks <= 1) {
       body(begin, end);
       return;
@@ -177,8 +184,7 @@ EmdResult emd_dense(const at::Tensor& a, const at::Tensor& b, const at::Tensor& 
     std::exception_ptr error;
     std::mutex error_mutex;
     std::atomic<int64_t> next{0};
-    const int64_t pool = at::get_num_threads();
-    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, threads > 0 ? std::min(threads, pool) : pool));
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(B, thread_cap(threads)));
     at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
       // Whatever sub-range this call got, it takes problems until none is left.
       for (int64_t p = next.fetch_add(1, std::memory_order_relaxed); p < B;

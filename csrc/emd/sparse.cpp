@@ -55,7 +55,9 @@ Solution solve_sparse(int64_t n, int64_t m, const double* a, const double* b, co
   sol.arcs = simplex.real_arcs();
 
   std::vector<std::pair<int64_t, int64_t>> order;  // (listed arc, simplex arc) with positive flow
-  for (int64_t e = 0; e < sol.arcs; ++e)
+  std::vector<int64_t> basic;
+  simplex.tree_real_arcs(basic);  // flow sits on tree arcs only
+  for (const int64_t e : basic)
     if (simplex.arc_flow(e) > 0) order.push_back({arc_of[e], e});
   std::sort(order.begin(), order.end(), [&](const auto& x, const auto& y) {
     return std::make_pair(arcs.rows[x.first], arcs.cols[x.first]) < std::make_pair(arcs.rows[y.first], arcs.cols[y.first]);
