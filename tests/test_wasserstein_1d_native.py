@@ -124,6 +124,45 @@ def test_against_pot_large(p):
                                ot.wasserstein_1d(xs, ys, p=p, require_sort=False), rtol=1e-10)
 
 
+def _hard_values(rng, n):
+    """Values that a wrong key map or digit pass would misorder: both signs, +-0.0, subnormals,
+    magnitudes from 1e-300 to 1e300, exact ties, and a run of values one ulp apart."""
+    mags = 10.0 ** rng.uniform(-300, 300, size=n)
+    x = np.where(rng.random(n) < 0.5, -mags, mags)
+    k = n // 8
+    x[:k] = rng.choice([0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0], size=k)  # zeros, subnormals, ties
+    x[k:2 * k] = np.nextafter(1.0, 2.0, dtype=np.float64) + np.arange(k) * np.spacing(1.0)
+    return rng.permutation(x)
+
+
+@pytest.mark.parametrize("n", [2047, 2048, 5000])  # the radix sort takes sides of 2048 points and more
+@pytest.mark.parametrize("kind", ["uniform", "weighted", "plan"])
+def test_large_sides_sort_exactly(n, kind):
+    """Sides large enough for the radix sort, each record kind (value; value and weight; value and
+    index): the sorted matching exactly as np.sort orders the values."""
+    rng = np.random.default_rng(n)
+    x, y = _hard_values(rng, n), _hard_values(rng, n)
+    sx, sy = np.sort(x), np.sort(y)
+    w1 = float(np.mean(np.abs(sx - sy)))  # W1 of equal-size uniform sides: the sorted gaps' mean
+    if kind == "uniform":
+        assert float(pg.wasserstein_1d(x, y, p=1)) == pytest.approx(w1, rel=1e-12)
+    elif kind == "weighted":
+        one = np.ones(n)  # equal weights through the weighted path: the sorted gaps again
+        assert float(pg.wasserstein_1d(x, y, one, one, p=1)) == pytest.approx(w1, rel=1e-12)
+        a, b = rng.random(n), rng.random(n)
+        tx, ty, ta, tb = map(torch.tensor, (x, y, a, b))
+        torch.testing.assert_close(wasserstein_1d(tx, ty, ta, tb, p=1), twin(tx, ty, ta, tb, p=1), rtol=1e-12,
+                                   atol=0)
+    else:
+        G = pg.emd_1d(x, y, metric="euclidean", dense=False).tocoo()
+        assert G.nnz == n and np.allclose(G.data, 1.0 / n, rtol=1e-12, atol=0)  # (i + 1) / n differences
+        # The plan joins the i-th smallest x to the i-th smallest y: as a set of value pairs
+        # (which index of a run of equal values goes where is free).
+        got = np.stack([x[G.row], y[G.col]])
+        got = got[:, np.lexsort((got[1], got[0]))]
+        np.testing.assert_array_equal(got, np.stack([sx, sy]))
+
+
 def test_size_one_and_empty_batch():
     x, y = torch.tensor([2.0], dtype=F64), torch.tensor([-1.0, 5.0], dtype=F64)
     assert float(wasserstein_1d(x, y, p=2)) == pytest.approx(0.5 * 9 + 0.5 * 9)

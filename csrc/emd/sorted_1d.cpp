@@ -1,9 +1,13 @@
 // Exact 1-D optimal transport: one sort per side and a linear merge (see sorted_1d.h).
 #include "sorted_1d.h"
 
+#include "radix_sort.h"
+
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace pygan::emd {
@@ -17,6 +21,11 @@ struct ValueIndex {
   double value;
   int64_t index;
 };
+
+// The sort key's value of each kind of record.
+inline double value_of(double v) { return v; }
+inline double value_of(const ValueWeight& r) { return r.value; }
+inline double value_of(const ValueIndex& r) { return r.value; }
 
 // Normalised cumulative weights of the sorted points. Dividing the running sum by its own last
 // entry (rather than the weights by their total) makes the last breakpoint exactly 1.0 on both
@@ -95,14 +104,24 @@ void sort_1d(int64_t size, const double* values, const double* weights, bool sor
   out.values.resize(size);
   out.index.clear();
   out.cumulative.clear();
+  // The radix sort for all but small sides (and sides too long for its 32-bit digit counts). It
+  // sorts the records in place (keys derived on the fly), one scratch copy beside them.
+  const bool radix = !sorted && size >= kRadixMinSize && size < (int64_t{1} << 32);
+  auto sort_records = [&](auto& records, auto less) {
+    using Record = typename std::decay_t<decltype(records)>::value_type;
+    if (sorted) return;
+    if (!radix) return std::sort(records.begin(), records.end(), less);
+    std::vector<Record> scratch(records.size());
+    radix_sort(records.data(), scratch.data(), size, [](const Record& r) { return sortable_bits(value_of(r)); });
+  };
   if (want_index) {
-    // (value, index) pairs, ties broken by the index: a deterministic plan.
+    // (value, index) pairs, ties broken by the index: a deterministic plan (the radix sort is
+    // stable, and the pairs start in index order).
     std::vector<ValueIndex> pairs(size);
     for (int64_t i = 0; i < size; ++i) pairs[i] = {values[i], i};
-    if (!sorted)
-      std::sort(pairs.begin(), pairs.end(), [](const ValueIndex& l, const ValueIndex& r) {
-        return l.value < r.value || (l.value == r.value && l.index < r.index);
-      });
+    sort_records(pairs, [](const ValueIndex& l, const ValueIndex& r) {
+      return l.value < r.value || (l.value == r.value && l.index < r.index);
+    });
     out.index.resize(size);
     for (int64_t i = 0; i < size; ++i) out.values[i] = pairs[i].value, out.index[i] = pairs[i].index;
     if (weights) cumulate(size, [&](int64_t i) { return weights[out.index[i]]; }, out.cumulative);
@@ -110,14 +129,12 @@ void sort_1d(int64_t size, const double* values, const double* weights, bool sor
     // Sorting the weights along with the values avoids a gather through a permutation.
     std::vector<ValueWeight> pairs(size);
     for (int64_t i = 0; i < size; ++i) pairs[i] = {values[i], weights[i]};
-    if (!sorted)
-      std::sort(pairs.begin(), pairs.end(),
-                [](const ValueWeight& l, const ValueWeight& r) { return l.value < r.value; });
+    sort_records(pairs, [](const ValueWeight& l, const ValueWeight& r) { return l.value < r.value; });
     for (int64_t i = 0; i < size; ++i) out.values[i] = pairs[i].value;
     cumulate(size, [&](int64_t i) { return pairs[i].weight; }, out.cumulative);
   } else {
     std::copy(values, values + size, out.values.begin());
-    if (!sorted) std::sort(out.values.begin(), out.values.end());
+    sort_records(out.values, std::less<double>());
   }
 }
 
