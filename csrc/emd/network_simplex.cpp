@@ -15,7 +15,8 @@ TransportSimplex::TransportSimplex(int32_t n, int32_t m, const double* supply, c
   cost_.resize(N);
   flow_.resize(N);
   in_tree_.assign(N, 1);
-  big_in_tree_ = m;  // every column hangs off the root by its big-M arc
+  big_in_tree_ = m;  // every column hangs off the root by its big-M arc, every row by its free one
+  free_in_tree_ = n;
   parent_.assign(N + 1, root_);
   pred_.resize(N + 1);
   succ_num_.assign(N + 1, 1);
@@ -73,7 +74,8 @@ void TransportSimplex::start_from_forest(const std::vector<int64_t>& given) {
                                [&](int64_t k) { return std::binary_search(bad.begin(), bad.end(), k); }),
                 basis.end());
   }
-  big_in_tree_ = 0;  // the new tree's big-M arcs (pivots then keep the count)
+  big_in_tree_ = free_in_tree_ = 0;  // the new tree's artificial arcs (pivots then keep the counts)
+  for (int32_t u = 0; u < n_; ++u) free_in_tree_ += in_tree_[u];
   for (int32_t u = n_; u < nodes_; ++u) big_in_tree_ += in_tree_[u];
   refresh_potentials();
 #ifdef PYGAN_EMD_CHECK_TREE
@@ -201,10 +203,10 @@ double TransportSimplex::artificial_flow() const {
 int64_t TransportSimplex::find_entering() {
   if (complete_) return find_entering_complete();
   if (implicit_from_ < kNoImplicit) store_endpoints();  // the block scan reads src_ and tgt_
-  // With no big-M arc left in the tree every node has the same level, so the level test can
-  // never reject an arc: the scan skips its two lookups per arc (2-D clouds, 20000 x 20000 on 2
-  // threads: 18.5-19.4 s to 17.1 s, the same 713513 pivots).
-  return big_in_tree_ > 0 ? find_entering_scan<true>() : find_entering_scan<false>();
+  // With every real node on the same level (uniform_levels) the level test can never reject an
+  // arc: the scan skips its two lookups per arc (2-D clouds, 20000 x 20000 on 2 threads: 18.5-19.4
+  // s to 17.1 s, the same 713513 pivots).
+  return uniform_levels() ? find_entering_scan<false>() : find_entering_scan<true>();
 }
 
 template <bool kLevels>
@@ -321,8 +323,8 @@ int64_t TransportSimplex::find_entering_complete() {
   // The columns' share of every key, once per search (O(m), against O(m) per row scanned).
 #pragma omp simd
   for (int32_t l = 0; l < m; ++l) ck[l] = kRelTol * std::fabs(pcol[l]) - pcol[l];
-  // With no big-M arc in the tree every level is the same: no level term at all.
-  const bool levels = big_in_tree_ > 0;
+  // With every real node on the same level: no level term at all.
+  const bool levels = !uniform_levels();
   int32_t r = next_row_ < n ? next_row_ : 0;
   int64_t best = -1;
   double best_key = 0.0;  // the bar: an arc enters only with a negative key
@@ -538,9 +540,12 @@ void TransportSimplex::check_tree() const {
   int32_t big_arcs = 0;
   for (int32_t c = n_; c < nodes_; ++c) big_arcs += in_tree_[c];
   if (big_arcs != big_in_tree_) fail("big-M arcs in the tree miscounted", big_arcs);
-  if (big_in_tree_ == 0)  // what find_entering relies on to skip the level test
+  int32_t free_arcs = 0;
+  for (int32_t r = 0; r < n_; ++r) free_arcs += in_tree_[r];
+  if (free_arcs != free_in_tree_) fail("free artificial arcs in the tree miscounted", free_arcs);
+  if (uniform_levels())  // what find_entering relies on to skip the level test
     for (int32_t w = 1; w < nodes_; ++w)
-      if (level_[w] != level_[0]) fail("levels differ with no big-M arc in the tree", w);
+      if (level_[w] != level_[0]) fail("levels differ with uniform_levels()", w);
   for (int32_t w = 0; w < N; ++w) {
     if (w == root_) continue;
     const int32_t par = parent_[w], e = pred_[w];
@@ -585,6 +590,7 @@ bool TransportSimplex::pivot(int64_t in_arc) {
   flow_[out_arc] = 0.0;
   in_tree_[out_arc] = 0;
   big_in_tree_ -= big(out_arc);  // the entering arc is real
+  free_in_tree_ -= out_arc < n_;
   in_tree_[in_arc] = 1;
   set_complete_key(size_t(out_arc));
   set_complete_key(size_t(in_arc));

@@ -198,8 +198,16 @@ class TransportSimplex {
   std::vector<int32_t> level_;
   int64_t next_arc_;
   int64_t since_refresh_ = 0;
-  // Big-M arcs (root -> column) in the tree; none left means every node has the same level.
+  // Artificial arcs in the tree: big-M ones (root -> column) and free ones (row -> root). Every
+  // artificial arc joins the root to a child, and a node's level is that of its ancestor at the
+  // top: 1 below a big-M arc, 0 below a free one. So when either count is zero every real node
+  // has the same level, and no real arc's level difference can be non-zero (uniform_levels()).
+  // That is the common case, not only the end state: a first basis with one component and a net
+  // mass rounded below zero hangs off the root by one big-M arc, which as the root's only arc
+  // never leaves (3000 x 2000 clouds: one such arc through all 58472 pivots).
   int32_t big_in_tree_ = 0;
+  int32_t free_in_tree_ = 0;
+  bool uniform_levels() const { return big_in_tree_ == 0 || free_in_tree_ == 0; }
   std::vector<int32_t> dirty_;  // scratch for update_tree(): nodes whose thread successor changed
   // NOTE: [Complete pricing]: the flag, rows per block, the next row to scan and one row's keys.
   bool complete_ = false;
