@@ -91,6 +91,27 @@ class TransportSimplex {
     in_tree_.push_back(0);
   }
 
+  // Appends `count` real arcs (zero flow, outside the tree) for the caller to fill in: real arc
+  // first + t runs from row src[t] to node tgt[t] (n + its column) at cost cost[t]. Written in
+  // place, so a large first arc set is not staged and copied (the pointers stay valid while the
+  // arcs fit in reserve()'s capacity).
+  struct NewArcs {
+    int64_t first;
+    int32_t* src;
+    int32_t* tgt;
+    double* cost;
+  };
+  NewArcs append_arcs(int64_t count) {
+    if (implicit_from_ < kNoImplicit) store_endpoints();
+    const size_t at = cost_.size(), total = at + static_cast<size_t>(count);
+    src_.resize(total);
+    tgt_.resize(total);
+    cost_.resize(total);
+    flow_.resize(total, 0.0);
+    in_tree_.resize(total, 0);
+    return {static_cast<int64_t>(at) - nodes_, src_.data() + at, tgt_.data() + at, cost_.data() + at};
+  }
+
   // NOTE: [Feasible start]
   // Replaces the big-M start tree by one built on `basis` (real arc indices, 0-based among the
   // real arcs): a forest, each of whose arcs can carry a clearly positive flow (a greedy or

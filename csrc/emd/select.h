@@ -57,4 +57,37 @@ inline void radix_sort_by_key(std::vector<KeyIndex>& items) {
              [](const KeyIndex& e) { return sortable_bits(e.key); });
 }
 
+// NOTE: [Greedy prefix]
+// The greedy fill reads the arcs in (key, idx) order, but its plan is mostly made by the first
+// few (n + m) of them: then most rows and columns are empty (exactly 0: each step empties one
+// side exactly, and what is left only shrinks), and an arc at an empty row or column changes
+// nothing. Its last arcs still lie near the end of the order (a few rows and columns that only
+// far arcs join), so the order cannot simply stop early. So: select the first `prefix` items
+// (nth_element) and visit them sorted; then drop the rest whose `dead` says they can no longer
+// change anything, and visit the survivors sorted. The visits are exactly those of the full order
+// minus arcs that would have been no-ops, so the same first basis. The survivors go the same way
+// again, the prefix doubling each time. The sort and the fill together, 1 thread, the same pivots:
+// 408K arcs of 3000 x 2000 clouds 32 -> 12-14 ms, 225K of 1000 x 1500 9-15 -> 6-7 ms (a prefix of
+// 4 (n + m); 1 and 2 measured no better, and a single pass over all survivors slower: too many
+// rows and columns still have mass after the first prefix).
+// Items must be non-NaN keys with distinct idx; `dead` must stay true once true.
+template <class Visit, class Dead>
+void visit_in_key_order(std::vector<KeyIndex>& items, size_t prefix, Visit visit, Dead dead) {
+  auto by_key = [](const KeyIndex& x, const KeyIndex& y) { return x.key < y.key || (x.key == y.key && x.idx < y.idx); };
+  if (prefix >= items.size()) {
+    radix_sort_by_key(items);  // (entries in idx order: the stable sort is that order exactly)
+    for (const KeyIndex& e : items) visit(e);
+    return;
+  }
+  auto first = items.begin(), last = items.end();
+  for (size_t take = prefix; first != last; take *= 2) {
+    const auto cut = size_t(last - first) > take ? first + take : last;
+    if (cut != last) std::nth_element(first, cut, last, by_key);
+    std::sort(first, cut, by_key);
+    for (auto it = first; it != cut; ++it) visit(*it);
+    last = std::remove_if(cut, last, dead);
+    first = cut;
+  }
+}
+
 }  // namespace pygan::emd
