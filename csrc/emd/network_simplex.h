@@ -185,8 +185,8 @@ class TransportSimplex {
   void build_forest(const std::vector<int64_t>& basis, const std::vector<double>& masses,
                     std::vector<int64_t>& bad);
   int64_t find_entering();
-  template <bool kLevels>
-  int64_t find_entering_scan();  // the block search, with or without the level test
+  int64_t find_entering_levels();  // the block search with the level test
+  int64_t find_entering_keyed();   // the same once every node has one level (NOTE: [Keyed search])
   int64_t find_entering_complete();  // NOTE: [Complete pricing]
   bool pivot(int64_t in_arc);  // false: unbounded (no blocking arc; cannot happen with costs >= -inf)
   // The steps of a pivot (network_simplex.cpp).
@@ -236,15 +236,26 @@ class TransportSimplex {
   int32_t next_row_ = 0;
   std::vector<double> row_key_;
   // Per real arc, the parts of its key that change only when it enters or leaves the tree:
-  // c + kRelTol |c|, plus 2 * kBigScore while it is in the tree (kept by set_complete_key()).
+  // c + kRelTol |c|, plus 2 * kBigScore while it is in the tree; the first keys_ready_ real arcs
+  // have theirs (kept by set_arc_key(); the rest are computed by ensure_keys() before a search
+  // that reads them, the whole list again after the tree is rebuilt).
   std::vector<double> arc_key_;
+  int64_t keys_ready_ = 0;
   std::vector<double> col_key_;  // per search: the columns' part, kRelTol |pi_c| - pi_c
-  double complete_arc_key(size_t e) const {
+  std::vector<double> block_score_;  // find_entering_keyed: one stretch's scores
+  double arc_key(size_t e) const {
     const double c = cost_[e];
     return c + kRelTol * std::fabs(c) + (in_tree_[e] ? 2 * kBigScore : 0.0);
   }
-  void set_complete_key(size_t e) {
-    if (complete_ && e >= size_t(nodes_)) arc_key_[e - nodes_] = complete_arc_key(e);
+  void set_arc_key(size_t e) {
+    if (e >= size_t(nodes_) && int64_t(e) - nodes_ < keys_ready_) arc_key_[e - nodes_] = arc_key(e);
+  }
+  void ensure_keys() {
+    const int64_t count = real_arcs();
+    if (keys_ready_ >= count) return;
+    arc_key_.resize(size_t(count));
+    for (int64_t k = keys_ready_; k < count; ++k) arc_key_[size_t(k)] = arc_key(size_t(nodes_ + k));
+    keys_ready_ = count;
   }
 };
 
