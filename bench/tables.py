@@ -155,11 +155,32 @@ def render(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the tables of the given (or all committed) result files."""
+    """Print the tables of the given (or all committed) result files.
+
+    Args:
+        argv: the result files (default: ``sys.argv[1:]``; none means every JSON file in
+            bench/results/). ``-h`` / ``--help`` prints the usage.
+
+    Returns:
+        0 once every table is printed; 2, with one line on stderr, for a file that is missing or
+        is not a benchmark result (nothing is printed for the files after it).
+    """
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return 0
     paths = [Path(a) for a in argv] or sorted((Path(__file__).resolve().parent / "results").glob("*.json"))
     for path in paths:
-        print(render(path))
+        try:
+            text = render(path)
+        except OSError as exc:
+            print(f"bench.tables: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not a benchmark result
+            print(f"bench.tables: {path} is not a benchmark result file ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+            return 2
+        print(text)
     return 0
 
 

@@ -298,3 +298,25 @@ def test_a_cuda_run_times_the_kernels_not_the_twins():
     assert env == {"PYGAN_CUDA_KERNELS": "1"}
     chosen = {"PYGAN_CUDA_KERNELS": "0"}  # the user's own choice stands
     assert use_cuda_kernels("cuda:0", chosen) is None and chosen == {"PYGAN_CUDA_KERNELS": "0"}
+
+
+def test_tables_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
+    """A missing file or one that is not a result gives exit 2 and one line on stderr; --help the usage."""
+    try:
+        from pygan.bench import tables
+    except ImportError:  # a checkout used without installing
+        from bench import tables
+    assert tables.main(["--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+    assert tables.main([str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.json" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert tables.main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a benchmark result" in err
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    assert tables.main([str(other)]) == 2
+    assert "not a benchmark result" in capsys.readouterr().err
