@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    from pygan.bench import _harness as H, tables
+except ImportError:  # a checkout used without installing
+    from bench import _harness as H, tables
+
 
 def _bench(tmp_path, only, env=None):
     out = subprocess.run([sys.executable, "-m", "pygan", "bench", "--quick", "--device", "cpu", "--only", only,
@@ -126,10 +131,6 @@ def test_quick_train_benchmark(tmp_path):
         assert len(exact) == 1 and exact[0]["max_abs_param_diff"] <= 1e-5
     fd = next(row for row in cases["wgan-gp MLP 3x512"]["rows"] if "wgan-fd" in row["name"])
     assert fd["check"].startswith("other loss") and 0.1 < fd["update_norm_vs_baseline"] < 10
-    try:
-        from pygan.bench import tables
-    except ImportError:  # a checkout used without installing
-        from bench import tables
     text = tables.render(path)
     assert "| wgan-gp MLP 3x512 | **pygan Trainer.train_step** |" in text and "--quick" in text
 
@@ -137,10 +138,6 @@ def test_quick_train_benchmark(tmp_path):
 def test_tables_render_every_committed_result(capsys):
     """`python -m bench.tables` renders every file in bench/results/ (the timing files and
     train_quality_cpu.json, which carries its own table) without raising."""
-    try:
-        from pygan.bench import tables
-    except ImportError:  # a checkout used without installing
-        from bench import tables
     results = sorted((Path(__file__).resolve().parent.parent / "bench" / "results").glob("*.json"))
     assert tables.main([str(p) for p in results]) == 0
     text = capsys.readouterr().out
@@ -149,11 +146,6 @@ def test_tables_render_every_committed_result(capsys):
 
 
 # ---- the harness itself (fast, no timing worth reading) ---------------------------------------------------
-
-try:
-    from pygan.bench import _harness as H
-except ImportError:  # a checkout used without installing
-    from bench import _harness as H
 
 
 def _candidate(name, role, value, calls=None, **kw):
@@ -302,10 +294,6 @@ def test_a_cuda_run_times_the_kernels_not_the_twins():
 
 def test_tables_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     """A missing file or one that is not a result gives exit 2 and one line on stderr; --help the usage."""
-    try:
-        from pygan.bench import tables
-    except ImportError:  # a checkout used without installing
-        from bench import tables
     assert tables.main(["--help"]) == 0
     assert "Usage" in capsys.readouterr().out
     assert tables.main([str(tmp_path / "missing.json")]) == 2
